@@ -1,0 +1,80 @@
+//! The subcommands, wired from the library's pieces; `main.rs` only dispatches.
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+
+use crate::config::{Config, DemoArgs, ExporterArgs, SimulateArgs};
+use crate::http::shutdown_signal;
+use crate::imds::ImdsClient;
+use crate::probe::Prober;
+use crate::server::{self, Exporter};
+use crate::sim::{self, Simulator};
+use crate::{logging, metrics};
+
+/// Listen address of `demo` when none is given: loopback only.
+pub const DEMO_LISTEN: &str = "127.0.0.1:10169";
+
+/// Builds the exporter's shared state from a validated configuration.
+pub fn exporter(config: &Config) -> Arc<Exporter> {
+    Arc::new(Exporter {
+        prober: Prober::new(ImdsClient::new(config.imds.clone()), config.probe_min_interval),
+        telemetry_path: config.telemetry_path.clone(),
+    })
+}
+
+async fn bind(config: &Config) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(config.listen).await.with_context(|| format!("cannot listen on {} (--web.listen-address)", config.listen))
+}
+
+/// `serve`: the exporter, configured from flags and the process environment.
+pub async fn serve(args: ExporterArgs) -> anyhow::Result<()> {
+    logging::init(args.log_level, args.log_format);
+    let config = args.resolve(&|k| std::env::var(k).ok())?;
+    let listener = bind(&config).await?;
+    tracing::info!(
+        version = metrics::VERSION,
+        revision = metrics::REVISION,
+        listen = %listener.local_addr()?,
+        imds = %config.imds.endpoint,
+        imds_disabled = config.imds.disabled,
+        "aws-credentials-exporter started"
+    );
+    server::run(listener, exporter(&config), shutdown_signal()).await;
+    Ok(())
+}
+
+/// `demo`: a simulated EC2 instance on loopback and the exporter pointed at it.
+pub async fn demo(args: DemoArgs) -> anyhow::Result<()> {
+    logging::init(args.exporter.log_level, args.exporter.log_format);
+    let scenario = sim::scenario::by_name(&args.scenario).map_err(anyhow::Error::msg)?;
+    let simulator = Simulator::start(scenario.imds.clone(), ([127, 0, 0, 1], 0).into()).await.context("cannot start the simulated IMDS")?;
+    let mut exporter_args = args.exporter.clone();
+    exporter_args.listen_address.get_or_insert_with(|| DEMO_LISTEN.to_string());
+    exporter_args.imds_endpoint = Some(simulator.imds_url());
+    // The demo is hermetic: the caller's AWS_* variables must not point it elsewhere.
+    let config = exporter_args.resolve(&|_| None)?;
+    let listener = bind(&config).await?;
+    let addr = listener.local_addr()?;
+    println!("aws-credentials-exporter demo, scenario {:?}: {}", scenario.name, scenario.description);
+    println!("  metrics:        http://{addr}{}", config.telemetry_path);
+    println!("  landing page:   http://{addr}/");
+    println!("  simulated IMDS: {}", simulator.imds_url());
+    println!("Press Ctrl-C to stop.");
+    server::run(listener, exporter(&config), shutdown_signal()).await;
+    simulator.stop().await;
+    Ok(())
+}
+
+/// `simulate`: only the simulated instance (tests run it inside network namespaces).
+pub async fn simulate(args: SimulateArgs) -> anyhow::Result<()> {
+    logging::init(args.log_level, crate::config::LogFormat::Logfmt);
+    let scenario = sim::scenario::by_name(&args.scenario).map_err(anyhow::Error::msg)?;
+    let simulator =
+        Simulator::start(scenario.imds, args.imds_listen).await.with_context(|| format!("cannot listen on {}", args.imds_listen))?;
+    println!("imds {}", simulator.imds_url());
+    shutdown_signal().await;
+    simulator.stop().await;
+    Ok(())
+}

@@ -1,0 +1,34 @@
+//! # aws-credentials-exporter
+//!
+//! A Prometheus exporter that makes the causes of `403 ExpiredToken` visible
+//! before requests fail: instance-profile credentials that stop rotating and
+//! an IMDS that cannot be reached or throttles.
+//!
+//! # Layout
+//!
+//! Data flows one way: **scrape -> probes -> one [`probe::Snapshot`] -> renderers**.
+//!
+//! - [`config`]: flags and the AWS SDK environment variables, validated once at start.
+//! - [`imds`]: the IMDS client (token, retries, role discovery, credential
+//!   document) -> [`imds::ImdsObservation`]; its counters in [`imds::stats`].
+//! - [`probe`]: runs the probes when scraped, at most once per minimum interval
+//!   (single flight), and assembles a [`probe::Snapshot`].
+//! - [`metrics`]: Snapshot -> Prometheus text; the only module that knows metric names.
+//! - [`server`]: HTTP: `/metrics`, landing page, health; on [`http`], the shared hyper loop.
+//! - [`sim`]: the simulated EC2 instance behind `demo` and the tests.
+//! - [`secret`], [`backoff`], [`logging`]: small shared pieces.
+//! - [`app`]: the subcommands, wired from the pieces above.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod app;
+pub mod backoff;
+pub mod config;
+pub mod http;
+pub mod imds;
+pub mod logging;
+pub mod metrics;
+pub mod probe;
+pub mod secret;
+pub mod server;
+pub mod sim;

@@ -1,0 +1,17 @@
+use clap::Parser;
+
+use aws_credentials_exporter::app;
+use aws_credentials_exporter::config::{Cli, Command};
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    runtime.block_on(async {
+        match cli.command {
+            None => app::serve(cli.exporter).await,
+            Some(Command::Serve(args)) => app::serve(args).await,
+            Some(Command::Demo(args)) => app::demo(args).await,
+            Some(Command::Simulate(args)) => app::simulate(args).await,
+        }
+    })
+}

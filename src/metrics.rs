@@ -1,0 +1,296 @@
+//! Snapshot -> Prometheus text exposition. The only module that knows metric
+//! names, HELP strings and units; a pure function of the [`Snapshot`].
+
+use prometheus::TextEncoder;
+use prometheus::proto::{Bucket, Counter, Gauge, Histogram, LabelPair, Metric, MetricFamily, MetricType};
+
+use crate::imds::{Endpoint, Protocol};
+use crate::probe::Snapshot;
+
+/// Content type of the text exposition format 0.0.4.
+pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// Build identity, filled in by `build.rs`.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+/// Git revision the binary was built from, or `unknown`.
+pub const REVISION: &str = env!("ACE_GIT_REVISION");
+/// `rustc --version` of the compiler that built the binary.
+pub const RUST_VERSION: &str = env!("ACE_RUSTC_VERSION");
+
+type Labels<'a> = Vec<(&'static str, &'a str)>;
+
+/// Collects families in the order they are added.
+#[derive(Default)]
+struct Families(Vec<MetricFamily>);
+
+impl Families {
+    fn add(&mut self, name: &str, help: &str, kind: MetricType, metrics: Vec<Metric>) {
+        if metrics.is_empty() {
+            return; // the text format has no way to say "no samples yet"
+        }
+        let mut f = MetricFamily::default();
+        f.set_name(name.to_string());
+        f.set_help(help.to_string());
+        f.set_field_type(kind);
+        f.set_metric(metrics);
+        self.0.push(f);
+    }
+
+    fn gauge<'a>(&mut self, name: &str, help: &str, samples: impl IntoIterator<Item = (Labels<'a>, f64)>) {
+        let metrics = samples
+            .into_iter()
+            .map(|(labels, v)| {
+                let mut g = Gauge::default();
+                g.set_value(v);
+                let mut m = metric(labels);
+                m.set_gauge(g);
+                m
+            })
+            .collect();
+        self.add(name, help, MetricType::GAUGE, metrics);
+    }
+
+    fn counter<'a>(&mut self, name: &str, help: &str, samples: impl IntoIterator<Item = (Labels<'a>, f64)>) {
+        let metrics = samples
+            .into_iter()
+            .map(|(labels, v)| {
+                let mut c = Counter::default();
+                c.set_value(v);
+                let mut m = metric(labels);
+                m.set_counter(c);
+                m
+            })
+            .collect();
+        self.add(name, help, MetricType::COUNTER, metrics);
+    }
+}
+
+fn metric(labels: Labels<'_>) -> Metric {
+    let pairs = labels
+        .into_iter()
+        .map(|(k, v)| {
+            let mut p = LabelPair::default();
+            p.set_name(k.to_string());
+            p.set_value(v.to_string());
+            p
+        })
+        .collect();
+    Metric::from_label(pairs)
+}
+
+fn bool_value(b: bool) -> f64 {
+    if b { 1.0 } else { 0.0 }
+}
+
+fn ts(t: chrono::DateTime<chrono::Utc>) -> f64 {
+    t.timestamp_millis() as f64 / 1000.0
+}
+
+/// Renders a snapshot in the text exposition format.
+pub fn render(s: &Snapshot) -> String {
+    let mut f = Families::default();
+    imds_families(&mut f, s);
+    exporter_families(&mut f, s);
+    f.0.extend(s.process.iter().cloned());
+    let mut out = String::with_capacity(8 * 1024);
+    let encoder = TextEncoder::new();
+    for family in &f.0 {
+        // One bad family (the encoder refuses, e.g., an invalid name) costs only itself.
+        if let Err(e) = encoder.encode_utf8(std::slice::from_ref(family), &mut out) {
+            tracing::error!(family = family.name(), error = %e, "cannot encode metric family");
+        }
+    }
+    out
+}
+
+fn imds_families(f: &mut Families, s: &Snapshot) {
+    let obs = &s.imds.observation;
+    let stats = &s.imds.stats;
+    let role = obs.role.as_deref().unwrap_or("");
+    let creds = obs.credentials.as_ref();
+    let expiration = creds.and_then(|c| c.expiration);
+
+    f.gauge(
+        "aws_credentials_expiration_timestamp_seconds",
+        "When the credentials expire (Unix time), as served by the provider. During an IMDS outage the last known value is kept: SDKs keep their cached credentials until then.",
+        expiration.map(|e| (vec![("provider", "instance_profile"), ("role", role)], ts(e))),
+    );
+    f.gauge(
+        "aws_credentials_seconds_until_expiry",
+        "Seconds until the credentials expire, measured with this host's clock (what an SDK on this host sees); negative once expired.",
+        expiration.map(|e| (vec![("provider", "instance_profile"), ("role", role)], (e - s.taken_at).num_milliseconds() as f64 / 1000.0)),
+    );
+    f.gauge(
+        "aws_credentials_last_updated_timestamp_seconds",
+        "When IMDS last rotated the instance-profile credentials (LastUpdated, Unix time).",
+        creds.and_then(|c| c.last_updated).map(|t| (vec![("role", role)], ts(t))),
+    );
+    f.gauge(
+        "aws_imds_up",
+        "1 when the last probe read an instance-profile credential document with Code=Success from IMDS.",
+        [(vec![], bool_value(obs.up()))],
+    );
+    f.gauge(
+        "aws_imds_instance_profile_attached",
+        "1 when an instance profile (IAM role) is attached: 0 when IMDS lists no role.",
+        obs.instance_profile_attached.map(|a| (vec![], bool_value(a))),
+    );
+    let arn = obs.instance_profile_arn.as_deref().unwrap_or("");
+    f.gauge(
+        "aws_imds_credentials_info",
+        "The instance-profile credential document: role, Code (Success or the error IMDS reports) and Type. Always 1.",
+        creds.map(|c| (vec![("role", role), ("code", c.code.as_str()), ("type", c.kind.as_str()), ("instance_profile_arn", arn)], 1.0)),
+    );
+    let version = match obs.protocol {
+        Some(Protocol::V2) => 2.0,
+        Some(Protocol::V1) => 1.0,
+        None => 0.0,
+    };
+    f.gauge(
+        "aws_imds_protocol_version",
+        "IMDS protocol of the last probe: 2 = session token (IMDSv2), 1 = fell back to IMDSv1, 0 = unreachable or disabled.",
+        [(vec![], version)],
+    );
+    f.counter(
+        "aws_imds_requests_total",
+        "IMDS requests by endpoint (token, role, credentials, info) and outcome (HTTP status, timeout, connect_error, body_error).",
+        stats.requests.iter().map(|((e, code), n)| (vec![("endpoint", e.as_str()), ("code", code.as_str())], *n as f64)),
+    );
+    f.counter(
+        "aws_imds_throttled_total",
+        "IMDS responses with HTTP 429 (throttled): too many concurrent IMDS calls on this instance.",
+        [(vec![], stats.throttled as f64)],
+    );
+    f.counter(
+        "aws_imds_retries_total",
+        "IMDS request attempts beyond the first (after 429, 5xx, 401 or transport errors).",
+        [(vec![], stats.retries as f64)],
+    );
+    f.counter(
+        "aws_imds_v1_fallbacks_total",
+        "IMDSv2 token requests that fell back to IMDSv1, by reason (HTTP status or timeout; timeouts inside containers usually mean the PUT response hop limit is 1).",
+        stats.v1_fallbacks.iter().map(|(r, n)| (vec![("reason", r.as_str())], *n as f64)),
+    );
+    let histograms = Endpoint::ALL
+        .iter()
+        .map(|e| {
+            let h = stats.durations.get(e).cloned().unwrap_or_default();
+            let mut ph = Histogram::default();
+            ph.set_sample_count(h.count());
+            ph.set_sample_sum(h.sum);
+            ph.set_bucket(
+                h.cumulative()
+                    .map(|(le, c)| {
+                        let mut b = Bucket::default();
+                        b.set_upper_bound(le);
+                        b.set_cumulative_count(c);
+                        b
+                    })
+                    .collect(),
+            );
+            let mut m = metric(vec![("endpoint", e.as_str())]);
+            m.set_histogram(ph);
+            m
+        })
+        .collect();
+    f.add("aws_imds_request_duration_seconds", "Latency of IMDS request attempts by endpoint.", MetricType::HISTOGRAM, histograms);
+    f.gauge(
+        "aws_imds_last_success_timestamp_seconds",
+        "When a probe last read a Code=Success credential document (Unix time); 0 if never.",
+        [(vec![], stats.last_success.map_or(0.0, ts))],
+    );
+}
+
+fn exporter_families(f: &mut Families, s: &Snapshot) {
+    f.gauge(
+        "aws_credentials_exporter_build_info",
+        "Version, git revision and compiler of this exporter. Always 1.",
+        [(vec![("version", VERSION), ("revision", REVISION), ("rustversion", RUST_VERSION)], 1.0)],
+    );
+    f.gauge(
+        "aws_credentials_exporter_probe_duration_seconds",
+        "How long the last run of each probe took.",
+        [(vec![("probe", "imds")], s.imds.duration.as_secs_f64())],
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::imds::{CredentialInfo, ImdsObservation, ImdsStats};
+    use crate::probe::ImdsReport;
+    use chrono::{TimeZone, Utc};
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    fn snapshot(obs: ImdsObservation, stats: ImdsStats) -> Snapshot {
+        Snapshot {
+            taken_at: Utc.with_ymd_and_hms(2026, 11, 28, 18, 0, 0).unwrap(),
+            imds: Arc::new(ImdsReport { observation: obs, stats, probed_at: None, duration: Duration::from_millis(3) }),
+            process: vec![],
+        }
+    }
+
+    #[test]
+    fn renders_expiry_relative_to_the_snapshot_clock() {
+        let obs = ImdsObservation {
+            protocol: Some(Protocol::V2),
+            instance_profile_attached: Some(true),
+            role: Some("app-role".into()),
+            credentials: Some(CredentialInfo {
+                code: "Success".into(),
+                kind: "AWS-HMAC".into(),
+                last_updated: Some(Utc.with_ymd_and_hms(2026, 11, 28, 17, 0, 0).unwrap()),
+                expiration: Some(Utc.with_ymd_and_hms(2026, 11, 28, 18, 4, 12).unwrap()),
+                access_key_id_suffix: Some("AB12".into()),
+                account_id: None,
+            }),
+            ..Default::default()
+        };
+        let text = render(&snapshot(obs, ImdsStats::default()));
+        for line in [
+            "aws_credentials_seconds_until_expiry{provider=\"instance_profile\",role=\"app-role\"} 252",
+            "aws_credentials_expiration_timestamp_seconds{provider=\"instance_profile\",role=\"app-role\"} 1795889052",
+            "aws_credentials_last_updated_timestamp_seconds{role=\"app-role\"} 1795885200",
+            "aws_imds_up 1",
+            "aws_imds_protocol_version 2",
+            "aws_imds_instance_profile_attached 1",
+            "aws_imds_credentials_info{role=\"app-role\",code=\"Success\",type=\"AWS-HMAC\",instance_profile_arn=\"\"} 1",
+            "aws_imds_throttled_total 0",
+            "aws_imds_request_duration_seconds_count{endpoint=\"credentials\"} 0",
+            "# HELP aws_credentials_seconds_until_expiry Seconds until the credentials expire, measured with this host's clock",
+        ] {
+            assert!(text.contains(line), "missing {line:?} in\n{text}");
+        }
+        assert!(text.contains("aws_credentials_exporter_build_info{version=\""));
+    }
+
+    #[test]
+    fn unreachable_imds_keeps_stable_series() {
+        let text = render(&snapshot(ImdsObservation { error: Some("down".into()), ..Default::default() }, ImdsStats::default()));
+        for line in
+            ["aws_imds_up 0", "aws_imds_protocol_version 0", "aws_imds_retries_total 0", "aws_imds_last_success_timestamp_seconds 0"]
+        {
+            assert!(text.contains(line), "missing {line:?}");
+        }
+        assert!(!text.contains("aws_credentials_seconds_until_expiry{"));
+    }
+
+    #[test]
+    fn label_values_are_escaped() {
+        let obs = ImdsObservation { role: Some("we\"ird\\role\n".into()), credentials: None, ..Default::default() };
+        let obs = ImdsObservation {
+            credentials: Some(CredentialInfo {
+                code: "Bad\"Code".into(),
+                kind: String::new(),
+                last_updated: None,
+                expiration: None,
+                access_key_id_suffix: None,
+                account_id: None,
+            }),
+            ..obs
+        };
+        let text = render(&snapshot(obs, ImdsStats::default()));
+        assert!(text.contains(r#"role="we\"ird\\role\n",code="Bad\"Code""#), "{text}");
+    }
+}

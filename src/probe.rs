@@ -1,0 +1,225 @@
+//! Runs the probes when scraped, at most once per minimum interval each, and
+//! assembles their latest results into one [`Snapshot`].
+//!
+//! Every probe sits in a [`Slot`]: a scrape that finds the slot's value older
+//! than its minimum interval refreshes it; concurrent scrapes wait for that one
+//! refresh (single flight) instead of starting their own, and a scrape whose
+//! deadline passes while waiting answers with the last value it has.
+
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use prometheus::core::Collector;
+use prometheus::proto::MetricFamily;
+
+use crate::imds::{ImdsClient, ImdsObservation, ImdsStats};
+
+/// One IMDS probe and the client's counters as they were right after it.
+#[derive(Debug, Clone, Default)]
+pub struct ImdsReport {
+    /// What the probe found.
+    pub observation: ImdsObservation,
+    /// Client counters (monotonic).
+    pub stats: ImdsStats,
+    /// When the probe finished.
+    pub probed_at: Option<DateTime<Utc>>,
+    /// How long the probe took.
+    pub duration: Duration,
+}
+
+/// Everything a renderer needs, taken at one instant.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    /// This host's wall clock when the snapshot was taken; durations such as
+    /// seconds-until-expiry are computed against it, as an SDK on this host would.
+    pub taken_at: DateTime<Utc>,
+    /// Latest IMDS probe.
+    pub imds: Arc<ImdsReport>,
+    /// Process metrics of the exporter itself (`process_*`).
+    pub process: Vec<MetricFamily>,
+}
+
+/// A cached probe result with single-flight refresh.
+pub struct Slot<T> {
+    min_interval: Duration,
+    refresh: tokio::sync::Mutex<()>,
+    last: Mutex<Option<(Instant, Arc<T>)>>,
+}
+
+impl<T> Slot<T> {
+    /// An empty slot refreshed at most every `min_interval`.
+    pub fn new(min_interval: Duration) -> Self {
+        Self { min_interval, refresh: tokio::sync::Mutex::new(()), last: Mutex::new(None) }
+    }
+
+    fn fresh(&self) -> Option<Arc<T>> {
+        let last = self.last.lock().expect("slot lock");
+        last.as_ref().filter(|(at, _)| at.elapsed() < self.min_interval).map(|(_, v)| v.clone())
+    }
+
+    fn latest(&self) -> Option<Arc<T>> {
+        self.last.lock().expect("slot lock").as_ref().map(|(_, v)| v.clone())
+    }
+
+    /// The cached value if fresh, otherwise the result of `refresh(previous)`,
+    /// run by one caller at a time. Gives `None` only when nothing was ever
+    /// probed and the deadline passed while waiting for another caller's probe.
+    pub async fn get<F, Fut>(&self, deadline: Instant, refresh: F) -> Option<Arc<T>>
+    where
+        F: FnOnce(Option<Arc<T>>) -> Fut,
+        Fut: Future<Output = T>,
+    {
+        if let Some(v) = self.fresh() {
+            return Some(v);
+        }
+        let Ok(_guard) = tokio::time::timeout_at(deadline.into(), self.refresh.lock()).await else {
+            return self.latest();
+        };
+        if let Some(v) = self.fresh() {
+            return Some(v); // another scrape refreshed it while we waited
+        }
+        let value = Arc::new(refresh(self.latest()).await);
+        *self.last.lock().expect("slot lock") = Some((Instant::now(), value.clone()));
+        Some(value)
+    }
+}
+
+/// Owns the probes and their slots.
+pub struct Prober {
+    imds: Arc<ImdsClient>,
+    imds_slot: Slot<ImdsReport>,
+}
+
+impl Prober {
+    /// A prober that probes IMDS at most every `min_interval`.
+    pub fn new(imds: ImdsClient, min_interval: Duration) -> Self {
+        Self { imds: Arc::new(imds), imds_slot: Slot::new(min_interval) }
+    }
+
+    /// The IMDS client (for counters in tests and the report).
+    pub fn imds_client(&self) -> &ImdsClient {
+        &self.imds
+    }
+
+    /// A snapshot whose probes finished no later than `deadline` (a probe still
+    /// running then is abandoned and reported as failed, keeping last known values).
+    pub async fn snapshot(&self, deadline: Instant) -> Snapshot {
+        let imds = self.imds_slot.get(deadline, |prev| probe_imds(&self.imds, prev, deadline)).await.unwrap_or_default();
+        Snapshot { taken_at: Utc::now(), imds, process: process_metrics() }
+    }
+}
+
+async fn probe_imds(client: &ImdsClient, prev: Option<Arc<ImdsReport>>, deadline: Instant) -> ImdsReport {
+    let started = Instant::now();
+    let observation = match tokio::time::timeout_at(deadline.into(), client.probe()).await {
+        Ok(o) => o,
+        Err(_) => ImdsObservation {
+            error: Some(format!(
+                "IMDS probe did not finish within the scrape deadline ({:?})",
+                deadline.saturating_duration_since(started)
+            )),
+            ..Default::default()
+        },
+    };
+    let observation = match &prev {
+        Some(p) => observation.carry_forward(&p.observation),
+        None => observation,
+    };
+    log_transition(prev.as_deref().map(|p| &p.observation), &observation);
+    ImdsReport { observation, stats: client.stats(), probed_at: Some(Utc::now()), duration: started.elapsed() }
+}
+
+/// Logs a failure once per change of state rather than on every scrape.
+fn log_transition(prev: Option<&ImdsObservation>, now: &ImdsObservation) {
+    let was_up = prev.is_some_and(ImdsObservation::up);
+    match (&now.error, now.up()) {
+        (Some(e), _) if prev.and_then(|p| p.error.as_ref()) != Some(e) => tracing::warn!(error = %e, "IMDS probe failed"),
+        (None, true) if !was_up => tracing::info!(role = now.role.as_deref().unwrap_or(""), "IMDS credentials readable"),
+        (None, false) if now.instance_profile_attached == Some(false) && prev.and_then(|p| p.instance_profile_attached) != Some(false) => {
+            tracing::warn!("no instance profile is attached to this instance (IMDS role listing is 404)")
+        }
+        (None, false) => {
+            if let Some(c) = now.credentials.as_ref().filter(|c| !c.is_success())
+                && prev.and_then(|p| p.credentials.as_ref()).map(|p| &p.code) != Some(&c.code)
+            {
+                tracing::warn!(code = %c.code, "IMDS credential document reports an error code");
+            }
+        }
+        _ => {}
+    }
+}
+
+fn process_metrics() -> Vec<MetricFamily> {
+    prometheus::process_collector::ProcessCollector::for_self().collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    fn soon() -> Instant {
+        Instant::now() + Duration::from_secs(5)
+    }
+
+    #[tokio::test]
+    async fn slot_refreshes_once_per_interval() {
+        let slot = Slot::new(Duration::from_secs(60));
+        let runs = AtomicU32::new(0);
+        for _ in 0..10 {
+            let v = slot.get(soon(), |_| async { runs.fetch_add(1, Ordering::SeqCst) }).await;
+            assert_eq!(*v.unwrap(), 0);
+        }
+        assert_eq!(runs.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn concurrent_callers_share_one_refresh() {
+        let slot = Arc::new(Slot::new(Duration::from_secs(60)));
+        let runs = Arc::new(AtomicU32::new(0));
+        let tasks: Vec<_> = (0..50)
+            .map(|_| {
+                let (slot, runs) = (slot.clone(), runs.clone());
+                tokio::spawn(async move {
+                    slot.get(soon(), |_| async move {
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        runs.fetch_add(1, Ordering::SeqCst)
+                    })
+                    .await
+                })
+            })
+            .collect();
+        for t in tasks {
+            assert_eq!(*t.await.unwrap().unwrap(), 0);
+        }
+        assert_eq!(runs.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn stale_value_is_refreshed_with_the_previous_one_at_hand() {
+        let slot = Slot::new(Duration::ZERO);
+        slot.get(soon(), |prev| async move { prev.map_or(1, |p| *p + 1) }).await;
+        let v = slot.get(soon(), |prev| async move { prev.map_or(1, |p| *p + 1) }).await;
+        assert_eq!(*v.unwrap(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_waiter_past_its_deadline_gets_the_last_value() {
+        let slot = Arc::new(Slot::new(Duration::ZERO));
+        slot.get(soon(), |_| async { 7 }).await;
+        let s2 = slot.clone();
+        let slow = tokio::spawn(async move {
+            s2.get(soon(), |_| async {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                8
+            })
+            .await
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let v = slot.get(Instant::now() + Duration::from_millis(20), |_| async { 9 }).await;
+        assert_eq!(*v.unwrap(), 7, "waiter answers with the last value instead of blocking");
+        assert_eq!(*slow.await.unwrap().unwrap(), 8);
+    }
+}

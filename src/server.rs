@@ -1,0 +1,107 @@
+//! The exporter's HTTP face: the metrics page, a landing page and health.
+
+use std::future::Future;
+use std::io::Write;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::{Method, Request, Response};
+use tokio::net::TcpListener;
+
+use crate::http::{response, serve};
+use crate::metrics;
+use crate::probe::Prober;
+
+/// Probe deadline when Prometheus sends no scrape timeout (curl, browsers).
+pub const DEFAULT_SCRAPE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Subtracted from Prometheus' scrape timeout so the answer arrives in time
+/// (blackbox_exporter's `--timeout-offset`).
+pub const TIMEOUT_OFFSET: Duration = Duration::from_millis(500);
+
+/// Shared state of the HTTP handlers.
+pub struct Exporter {
+    /// Probes and their cache.
+    pub prober: Prober,
+    /// Path of the metrics page.
+    pub telemetry_path: String,
+}
+
+/// Serves the exporter on `listener` until `shutdown` resolves.
+pub async fn run(listener: TcpListener, exporter: Arc<Exporter>, shutdown: impl Future<Output = ()>) {
+    serve(listener, move |req| handle(exporter.clone(), req), shutdown).await
+}
+
+async fn handle(exporter: Arc<Exporter>, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    if req.method() != Method::GET && req.method() != Method::HEAD {
+        return response(405, "text/plain; charset=utf-8", "method not allowed\n");
+    }
+    let path = req.uri().path();
+    if path == exporter.telemetry_path {
+        return metrics_page(&exporter, &req).await;
+    }
+    match path {
+        "/" => response(200, "text/html; charset=utf-8", landing_page(&exporter.telemetry_path)),
+        "/-/healthy" | "/-/ready" => response(200, "text/plain; charset=utf-8", "OK\n"),
+        _ => response(404, "text/plain; charset=utf-8", "not found\n"),
+    }
+}
+
+async fn metrics_page(exporter: &Exporter, req: &Request<Incoming>) -> Response<Full<Bytes>> {
+    let deadline = Instant::now() + probe_budget(req.headers().get("x-prometheus-scrape-timeout-seconds").and_then(|v| v.to_str().ok()));
+    let snapshot = exporter.prober.snapshot(deadline).await;
+    let body = metrics::render(&snapshot);
+    if accepts_gzip(req) {
+        let mut enc = flate2::write::GzEncoder::new(Vec::with_capacity(body.len() / 4), flate2::Compression::fast());
+        if let Ok(gz) = enc.write_all(body.as_bytes()).and_then(|()| enc.finish()) {
+            let mut resp = response(200, metrics::CONTENT_TYPE, gz);
+            resp.headers_mut().insert("content-encoding", "gzip".parse().expect("static header"));
+            return resp;
+        }
+    }
+    response(200, metrics::CONTENT_TYPE, body)
+}
+
+/// The probe deadline for a scrape: Prometheus' timeout minus an offset
+/// (never less than half of it), or [`DEFAULT_SCRAPE_TIMEOUT`].
+pub fn probe_budget(header: Option<&str>) -> Duration {
+    let timeout = header
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .filter(|t| t.is_finite() && *t > 0.0)
+        .map(|t| Duration::from_secs_f64(t.min(300.0)))
+        .unwrap_or(DEFAULT_SCRAPE_TIMEOUT);
+    timeout.saturating_sub(TIMEOUT_OFFSET).max(timeout / 2)
+}
+
+fn accepts_gzip(req: &Request<Incoming>) -> bool {
+    req.headers().get_all("accept-encoding").iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(',')).any(|enc| {
+        let mut parts = enc.split(';');
+        let name = parts.next().unwrap_or("").trim();
+        let q_zero = parts.any(|p| matches!(p.trim(), "q=0" | "q=0.0" | "q=0.00" | "q=0.000"));
+        name.eq_ignore_ascii_case("gzip") && !q_zero
+    })
+}
+
+fn landing_page(telemetry_path: &str) -> String {
+    format!(
+        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>AWS credentials exporter</title></head>\n<body>\n<h1>AWS credentials exporter</h1>\n<p>Warns before AWS SDKs fail with ExpiredToken: credential expiry, IMDS health, clock and credential chain.</p>\n<ul>\n<li><a href=\"{telemetry_path}\">Metrics</a></li>\n<li><a href=\"/-/healthy\">Health</a></li>\n</ul>\n<p>Version {}</p>\n</body></html>\n",
+        metrics::VERSION
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn probe_budget_follows_the_scrape_timeout() {
+        assert_eq!(probe_budget(Some("10")), Duration::from_millis(9500));
+        assert_eq!(probe_budget(Some("0.6")), Duration::from_millis(300), "never less than half");
+        assert_eq!(probe_budget(None), Duration::from_millis(9500));
+        assert_eq!(probe_budget(Some("junk")), Duration::from_millis(9500));
+        assert_eq!(probe_budget(Some("-3")), Duration::from_millis(9500));
+        assert_eq!(probe_budget(Some("1e9")), Duration::from_millis(299_500), "capped");
+    }
+}

@@ -1,0 +1,326 @@
+//! A simulated EC2 instance on loopback for `demo` and the tests: IMDS (token,
+//! role listing, rotating credential documents, `iam/info`, failures on demand).
+//! Each service listens on its own socket; the behaviour can be changed while
+//! it runs ([`Simulator::update`]), and every request is counted.
+
+pub mod scenario;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use chrono::{DateTime, SecondsFormat, Utc};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::{Method, Request, Response};
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use crate::http::{response, serve};
+pub use scenario::{ImdsSpec, Scenario, Throttle, TokenBehaviour};
+
+/// Every secret access key the simulator serves starts with this; tests grep for it.
+pub const SECRET_KEY_MARKER: &str = "SimSecretAccessKey";
+/// Every session token the simulator serves starts with this; tests grep for it.
+pub const SESSION_TOKEN_MARKER: &str = "SimSessionToken";
+/// Every IMDS token the simulator issues starts with this.
+pub const IMDS_TOKEN_MARKER: &str = "SimImdsToken";
+
+/// Requests the simulator received, by resource.
+#[derive(Debug, Default)]
+pub struct SimCounters {
+    /// Token PUTs.
+    pub token: AtomicU64,
+    /// Role listings (either path).
+    pub role: AtomicU64,
+    /// Credential documents.
+    pub credentials: AtomicU64,
+    /// `iam/info`.
+    pub info: AtomicU64,
+    /// Anything else.
+    pub other: AtomicU64,
+    /// Answers with HTTP 429.
+    pub throttled: AtomicU64,
+}
+
+impl SimCounters {
+    /// All IMDS requests.
+    pub fn total(&self) -> u64 {
+        [&self.token, &self.role, &self.credentials, &self.info, &self.other].iter().map(|c| c.load(Ordering::SeqCst)).sum()
+    }
+}
+
+struct ImdsState {
+    spec: ImdsSpec,
+    /// When the credentials served at start were issued.
+    epoch: DateTime<Utc>,
+    tokens: HashMap<String, Instant>,
+    next_token: u64,
+    requests: u64,
+    second: (i64, u64),
+}
+
+/// A running simulated instance.
+pub struct Simulator {
+    imds_addr: SocketAddr,
+    state: Arc<Mutex<ImdsState>>,
+    counters: Arc<SimCounters>,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl Simulator {
+    /// Starts the simulated IMDS on `imds_listen` (use port 0 in tests).
+    pub async fn start(spec: ImdsSpec, imds_listen: SocketAddr) -> std::io::Result<Self> {
+        let listener = TcpListener::bind(imds_listen).await?;
+        let imds_addr = listener.local_addr()?;
+        let epoch = Utc::now() - chrono::Duration::from_std(spec.initial_age).unwrap_or_default();
+        let state = Arc::new(Mutex::new(ImdsState { spec, epoch, tokens: HashMap::new(), next_token: 0, requests: 0, second: (0, 0) }));
+        let counters = Arc::new(SimCounters::default());
+        let (stop, stopped) = oneshot::channel::<()>();
+        let (st, ct) = (state.clone(), counters.clone());
+        let task = tokio::spawn(async move {
+            serve(listener, move |req| imds(st.clone(), ct.clone(), req), async {
+                let _ = stopped.await;
+            })
+            .await
+        });
+        Ok(Self { imds_addr, state, counters, stop: Some(stop), task: Some(task) })
+    }
+
+    /// Address of the simulated IMDS.
+    pub fn imds_addr(&self) -> SocketAddr {
+        self.imds_addr
+    }
+
+    /// Base URL of the simulated IMDS, for `--imds.endpoint`.
+    pub fn imds_url(&self) -> String {
+        format!("http://{}", self.imds_addr)
+    }
+
+    /// Request counters.
+    pub fn counters(&self) -> &SimCounters {
+        &self.counters
+    }
+
+    /// Changes the IMDS behaviour while running (credentials keep their schedule).
+    pub fn update(&self, change: impl FnOnce(&mut ImdsSpec)) {
+        change(&mut self.state.lock().expect("sim lock").spec);
+    }
+
+    /// Stops the servers and waits for them.
+    pub async fn stop(mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(t) = self.task.take() {
+            let _ = t.await;
+        }
+    }
+}
+
+impl Drop for Simulator {
+    fn drop(&mut self) {
+        if let Some(t) = &self.task {
+            t.abort();
+        }
+    }
+}
+
+/// The credentials being served at `now` under `spec`, issued at `epoch`.
+struct Issue {
+    number: u64,
+    issued: DateTime<Utc>,
+    expires: DateTime<Utc>,
+}
+
+fn current_issue(spec: &ImdsSpec, epoch: DateTime<Utc>, now: DateTime<Utc>) -> Issue {
+    let lifetime = chrono::Duration::from_std(spec.lifetime).unwrap_or_default();
+    let (number, issued) = match spec.rotate_every.and_then(|p| chrono::Duration::from_std(p).ok()).filter(|p| !p.is_zero()) {
+        Some(period) if now > epoch => {
+            let n = ((now - epoch).num_milliseconds() / period.num_milliseconds()).max(0);
+            (n as u64, epoch + period * n as i32)
+        }
+        _ => (0, epoch),
+    };
+    Issue { number, issued, expires: issued + lifetime }
+}
+
+fn rfc3339(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+const TEXT: &str = "text/plain";
+
+async fn imds(state: Arc<Mutex<ImdsState>>, counters: Arc<SimCounters>, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    let path = req.uri().path().to_string();
+    let counter = match path.as_str() {
+        "/latest/api/token" => &counters.token,
+        "/latest/meta-data/iam/info" => &counters.info,
+        "/latest/meta-data/iam/security-credentials/" | "/latest/meta-data/iam/security-credentials-extended/" => &counters.role,
+        p if p.starts_with("/latest/meta-data/iam/security-credentials") => &counters.credentials,
+        _ => &counters.other,
+    };
+    counter.fetch_add(1, Ordering::SeqCst);
+    let (latency, decision) = {
+        let mut st = state.lock().expect("sim lock");
+        (st.spec.latency, decide(&mut st, &req, &path))
+    };
+    if !latency.is_zero() {
+        tokio::time::sleep(latency).await;
+    }
+    match decision {
+        Decision::Answer(r) => {
+            if r.status() == 429 {
+                counters.throttled.fetch_add(1, Ordering::SeqCst);
+            }
+            r
+        }
+        Decision::Hang => {
+            // The hop limit drops the answer: the client sees nothing and times out.
+            tokio::time::sleep(Duration::from_secs(30)).await;
+            response(504, TEXT, "")
+        }
+    }
+}
+
+enum Decision {
+    Answer(Response<Full<Bytes>>),
+    Hang,
+}
+
+fn decide(st: &mut ImdsState, req: &Request<Incoming>, path: &str) -> Decision {
+    st.requests += 1;
+    let n = st.requests;
+    let now = Utc::now();
+    let spec = st.spec.clone();
+    match spec.throttle {
+        Throttle::Ratio { throttled, of } if of > 0 && (n - 1) % of < throttled => return Decision::Answer(response(429, TEXT, "")),
+        Throttle::Rate { per_second } => {
+            let sec = now.timestamp();
+            st.second = if st.second.0 == sec { (sec, st.second.1 + 1) } else { (sec, 1) };
+            if st.second.1 > per_second {
+                return Decision::Answer(response(429, TEXT, ""));
+            }
+        }
+        _ => {}
+    }
+    if spec.server_error_every.is_some_and(|k| k > 0 && n.is_multiple_of(k)) {
+        return Decision::Answer(response(500, TEXT, ""));
+    }
+    if path == "/latest/api/token" {
+        if req.method() != Method::PUT {
+            return Decision::Answer(response(405, TEXT, ""));
+        }
+        return match spec.token {
+            TokenBehaviour::Hang => Decision::Hang,
+            TokenBehaviour::Status(s) => Decision::Answer(response(s, TEXT, "")),
+            TokenBehaviour::Issue { ttl_header } => {
+                let requested = req
+                    .headers()
+                    .get("x-aws-ec2-metadata-token-ttl-seconds")
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.parse::<u64>().ok())
+                    .filter(|t| (1..=21_600).contains(t));
+                let Some(requested) = requested else {
+                    return Decision::Answer(response(400, TEXT, ""));
+                };
+                st.next_token += 1;
+                let token = format!("{IMDS_TOKEN_MARKER}-{}-{}", st.next_token, fastrand::u64(..));
+                let ttl = ttl_header.unwrap_or(requested).min(requested);
+                st.tokens.insert(token.clone(), Instant::now() + Duration::from_secs(ttl));
+                let mut r = response(200, TEXT, token);
+                if let Some(h) = ttl_header {
+                    r.headers_mut().insert("x-aws-ec2-metadata-token-ttl-seconds", h.to_string().parse().expect("digits"));
+                }
+                Decision::Answer(r)
+            }
+        };
+    }
+    if req.method() != Method::GET {
+        return Decision::Answer(response(405, TEXT, ""));
+    }
+    let token = req.headers().get("x-aws-ec2-metadata-token").and_then(|v| v.to_str().ok());
+    match token {
+        Some(t) if st.tokens.get(t).is_none_or(|exp| Instant::now() >= *exp) => return Decision::Answer(response(401, TEXT, "")),
+        None if spec.require_token => return Decision::Answer(response(401, TEXT, "")),
+        _ => {}
+    }
+    Decision::Answer(metadata(&spec, st.epoch, now, path))
+}
+
+fn metadata(spec: &ImdsSpec, epoch: DateTime<Utc>, now: DateTime<Utc>, path: &str) -> Response<Full<Bytes>> {
+    let not_found = || response(404, TEXT, "");
+    let Some(role) = spec.role.as_deref() else { return not_found() };
+    let issue = current_issue(spec, epoch, now);
+    match path {
+        "/latest/meta-data/iam/info" => response(
+            200,
+            TEXT,
+            format!(
+                "{{\n  \"Code\" : \"Success\",\n  \"LastUpdated\" : \"{}\",\n  \"InstanceProfileArn\" : \"arn:aws:iam::123456789012:instance-profile/{role}-profile\",\n  \"InstanceProfileId\" : \"AIPASIMULATED0000001\"\n}}",
+                rfc3339(issue.issued)
+            ),
+        ),
+        p => match listing(p, spec.extended_path) {
+            Some("") => response(200, TEXT, role.to_string()),
+            Some(r) if r == role => {
+                if spec.malformed_document {
+                    return response(200, TEXT, "{\n  \"Code\" : \"Success\",\n  \"LastUpdated\" : \"2026-");
+                }
+                if spec.code != "Success" {
+                    return response(
+                        200,
+                        TEXT,
+                        format!(
+                            "{{\n  \"Code\" : \"{}\",\n  \"Message\" : \"simulated failure\",\n  \"LastUpdated\" : \"{}\"\n}}",
+                            spec.code,
+                            rfc3339(now)
+                        ),
+                    );
+                }
+                let account = if p.contains("-extended/") { ",\n  \"AccountId\" : \"123456789012\"" } else { "" };
+                response(
+                    200,
+                    TEXT,
+                    format!(
+                        "{{\n  \"Code\" : \"Success\",\n  \"LastUpdated\" : \"{}\",\n  \"Type\" : \"AWS-HMAC\",\n  \"AccessKeyId\" : \"ASIASIMULATED{:04}\",\n  \"SecretAccessKey\" : \"{SECRET_KEY_MARKER}{:04}/wJalrXUtnFEMI/K7MDENG\",\n  \"Token\" : \"{SESSION_TOKEN_MARKER}{:04}IQoJb3JpZ2luX2VjEPr//////////wEaCXVzLWVhc3QtMSJHMEUCIQ\",\n  \"Expiration\" : \"{}\"{account}\n}}",
+                        rfc3339(issue.issued),
+                        issue.number % 10_000,
+                        issue.number,
+                        issue.number,
+                        rfc3339(issue.expires)
+                    ),
+                )
+            }
+            _ => not_found(),
+        },
+    }
+}
+
+/// The part of `path` after a role-listing prefix the simulated IMDS serves.
+fn listing(path: &str, extended: bool) -> Option<&str> {
+    path.strip_prefix("/latest/meta-data/iam/security-credentials/")
+        .or_else(|| path.strip_prefix("/latest/meta-data/iam/security-credentials-extended/").filter(|_| extended))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credentials_rotate_on_schedule_and_stop_when_told() {
+        let epoch = Utc::now() - chrono::Duration::minutes(150);
+        let spec = ImdsSpec::default();
+        let i = current_issue(&spec, epoch, Utc::now());
+        assert_eq!(i.number, 2);
+        assert_eq!(i.expires - i.issued, chrono::Duration::hours(6));
+        let stopped = ImdsSpec { rotate_every: None, ..spec };
+        let i = current_issue(&stopped, epoch, Utc::now());
+        assert_eq!((i.number, i.issued), (0, epoch));
+    }
+}
