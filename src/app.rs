@@ -1,5 +1,6 @@
 //! The subcommands, wired from the library's pieces; `main.rs` only dispatches.
 
+use std::io::Write;
 use std::sync::Arc;
 
 use anyhow::Context;
@@ -57,11 +58,15 @@ pub async fn demo(args: DemoArgs) -> anyhow::Result<()> {
     let config = exporter_args.resolve(&|_| None)?;
     let listener = bind(&config).await?;
     let addr = listener.local_addr()?;
-    println!("aws-credentials-exporter demo, scenario {:?}: {}", scenario.name, scenario.description);
-    println!("  metrics:        http://{addr}{}", config.telemetry_path);
-    println!("  landing page:   http://{addr}/");
-    println!("  simulated IMDS: {}", simulator.imds_url());
-    println!("Press Ctrl-C to stop.");
+    // A closed stdout (piped into `head`) must not stop the demo: ignore write errors.
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "aws-credentials-exporter demo, scenario {:?}: {}", scenario.name, scenario.description);
+    let _ = writeln!(out, "  metrics:        http://{addr}{}", config.telemetry_path);
+    let _ = writeln!(out, "  landing page:   http://{addr}/");
+    let _ = writeln!(out, "  simulated IMDS: {}", simulator.imds_url());
+    let _ = writeln!(out, "Press Ctrl-C to stop.");
+    let _ = out.flush();
+    drop(out);
     server::run(listener, exporter(&config), shutdown_signal()).await;
     simulator.stop().await;
     Ok(())
@@ -73,7 +78,10 @@ pub async fn simulate(args: SimulateArgs) -> anyhow::Result<()> {
     let scenario = sim::scenario::by_name(&args.scenario).map_err(anyhow::Error::msg)?;
     let simulator =
         Simulator::start(scenario.imds, args.imds_listen).await.with_context(|| format!("cannot listen on {}", args.imds_listen))?;
-    println!("imds {}", simulator.imds_url());
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "imds {}", simulator.imds_url());
+    let _ = out.flush();
+    drop(out);
     shutdown_signal().await;
     simulator.stop().await;
     Ok(())

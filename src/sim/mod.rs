@@ -112,6 +112,12 @@ impl Simulator {
         change(&mut self.state.lock().expect("sim lock").spec);
     }
 
+    /// Forgets every IMDS token issued so far: the next GET with one gets 401,
+    /// as after an IMDS restart.
+    pub fn revoke_tokens(&self) {
+        self.state.lock().expect("sim lock").tokens.clear();
+    }
+
     /// Stops the servers and waits for them.
     pub async fn stop(mut self) {
         if let Some(s) = self.stop.take() {

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# The README's test command: installs what the tests need when it is missing,
+# then runs every check. A missing tool is installed or the run fails: no test
+# is skipped for want of a peer.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Debian packages the integration tests drive as real peers.
+# command -> package
+declare -A PKG=(
+  [curl]=curl
+  [ip]=iproute2
+  [unshare]=util-linux
+  [timeout]=coreutils
+)
+
+missing=()
+for cmd in "${!PKG[@]}"; do
+  command -v "$cmd" >/dev/null 2>&1 || missing+=("${PKG[$cmd]}")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  echo "installing: ${missing[*]}"
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+export RUST_BACKTRACE="${RUST_BACKTRACE:-0}"
+cargo fmt --check
+cargo clippy --locked --all-targets -- -D warnings
+cargo test --locked --all-targets
