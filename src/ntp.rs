@@ -1,0 +1,1 @@
+//! SNTP probe of the time servers -> plain data (being written).
