@@ -126,7 +126,7 @@ pub struct ServerReport {
     pub up: bool,
     /// The last valid sample, possibly from an earlier round (see `up`, `last_success`).
     pub sample: Option<NtpSample>,
-    /// Why the last round failed, or why polling stopped.
+    /// Why the last round failed, or why polling stopped (`NTP server <server>: <why>`).
     pub error: Option<String>,
     /// Requests sent.
     pub requests_total: u64,
@@ -392,7 +392,8 @@ impl ServerState {
             None
         } else {
             let last = round.failures.iter().rev().find(|f| matches!(f, NtpError::KissOfDeath { .. })).or(round.failures.last());
-            Some(last.map_or_else(|| "no valid sample".to_string(), ToString::to_string))
+            let why = last.map_or_else(|| "no valid sample".to_string(), ToString::to_string);
+            Some(format!("NTP server {}: {why}", r.server))
         };
         match (&was, r.up, &r.error) {
             ((false, _), true, _) => tracing::info!(server = %r.server, "NTP server answers"),
@@ -719,7 +720,7 @@ mod tests {
         s.finish(Round { requests: 1, failures: vec![NtpError::BadMode], ..Round::default() });
         assert!(!s.report.up);
         assert_eq!(s.report.sample.as_ref().unwrap().offset_seconds, 0.1, "last valid sample kept");
-        assert_eq!(s.report.error.as_deref(), Some("reply is not in server mode (4)"));
+        assert_eq!(s.report.error.as_deref(), Some("NTP server s: reply is not in server mode (4)"));
         assert_eq!(s.report.requests_total, 4);
     }
 
