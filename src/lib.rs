@@ -11,6 +11,10 @@
 //! - [`config`]: flags and the AWS SDK environment variables, validated once at start.
 //! - [`imds`]: the IMDS client (token, retries, role discovery, credential
 //!   document) -> [`imds::ImdsObservation`]; its counters in [`imds::stats`].
+//! - [`ntp`]: the SNTP probe of the time servers (Amazon Time Sync Service),
+//!   with kiss-o'-death backoff -> [`ntp::NtpReport`].
+//! - [`clock`]: the kernel clock state (`adjtimex`, read-only) -> [`clock::KernelClock`];
+//!   the only module with `unsafe` code.
 //! - [`probe`]: runs the probes when scraped, at most once per minimum interval
 //!   (single flight), and assembles a [`probe::Snapshot`].
 //! - [`metrics`]: Snapshot -> Prometheus text; the only module that knows metric names.
@@ -18,16 +22,19 @@
 //! - [`sim`]: the simulated EC2 instance behind `demo` and the tests.
 //! - [`secret`], [`backoff`], [`logging`]: small shared pieces.
 //! - [`app`]: the subcommands, wired from the pieces above.
-#![forbid(unsafe_code)]
+// `deny`, not `forbid`: `clock` reads the kernel clock through one `unsafe` call.
+#![deny(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod app;
 pub mod backoff;
+pub mod clock;
 pub mod config;
 pub mod http;
 pub mod imds;
 pub mod logging;
 pub mod metrics;
+pub mod ntp;
 pub mod probe;
 pub mod secret;
 pub mod server;

@@ -3,6 +3,7 @@
 //! Each service listens on its own socket; the behaviour can be changed while
 //! it runs ([`Simulator::update`]), and every request is counted.
 
+pub mod ntp;
 pub mod scenario;
 
 use std::collections::HashMap;
