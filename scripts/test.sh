@@ -12,6 +12,9 @@ declare -A PKG=(
   [ip]=iproute2
   [unshare]=util-linux
   [timeout]=coreutils
+  [chronyd]=chrony
+  [faketime]=faketime
+  [ntpdig]=ntpsec-ntpdig
 )
 
 missing=()

@@ -9,6 +9,7 @@ use tokio::net::TcpListener;
 use crate::config::{Config, DemoArgs, ExporterArgs, SimulateArgs};
 use crate::http::shutdown_signal;
 use crate::imds::ImdsClient;
+use crate::ntp::NtpProbe;
 use crate::probe::Prober;
 use crate::server::{self, Exporter};
 use crate::sim::{self, Simulator};
@@ -20,7 +21,12 @@ pub const DEMO_LISTEN: &str = "127.0.0.1:10169";
 /// Builds the exporter's shared state from a validated configuration.
 pub fn exporter(config: &Config) -> Arc<Exporter> {
     Arc::new(Exporter {
-        prober: Prober::new(ImdsClient::new(config.imds.clone()), config.probe_min_interval),
+        prober: Prober::new(
+            ImdsClient::new(config.imds.clone()),
+            config.probe_min_interval,
+            NtpProbe::new(config.ntp.clone()),
+            config.ntp.min_interval,
+        ),
         telemetry_path: config.telemetry_path.clone(),
     })
 }
@@ -50,10 +56,14 @@ pub async fn serve(args: ExporterArgs) -> anyhow::Result<()> {
 pub async fn demo(args: DemoArgs) -> anyhow::Result<()> {
     logging::init(args.exporter.log_level, args.exporter.log_format);
     let scenario = sim::scenario::by_name(&args.scenario).map_err(anyhow::Error::msg)?;
-    let simulator = Simulator::start(scenario.imds.clone(), ([127, 0, 0, 1], 0).into()).await.context("cannot start the simulated IMDS")?;
+    let simulator = Simulator::start(scenario.imds.clone(), scenario.ntp.clone(), sim::Listen::default())
+        .await
+        .context("cannot start the simulated EC2 instance")?;
     let mut exporter_args = args.exporter.clone();
     exporter_args.listen_address.get_or_insert_with(|| DEMO_LISTEN.to_string());
     exporter_args.imds_endpoint = Some(simulator.imds_url());
+    exporter_args.ntp_servers = vec![simulator.ntp_addr().to_string()];
+    exporter_args.ntp_ipv6 = false;
     // The demo is hermetic: the caller's AWS_* variables must not point it elsewhere.
     let config = exporter_args.resolve(&|_| None)?;
     let listener = bind(&config).await?;
@@ -64,6 +74,7 @@ pub async fn demo(args: DemoArgs) -> anyhow::Result<()> {
     let _ = writeln!(out, "  metrics:        http://{addr}{}", config.telemetry_path);
     let _ = writeln!(out, "  landing page:   http://{addr}/");
     let _ = writeln!(out, "  simulated IMDS: {}", simulator.imds_url());
+    let _ = writeln!(out, "  simulated NTP:  {}", simulator.ntp_addr());
     let _ = writeln!(out, "Press Ctrl-C to stop.");
     let _ = out.flush();
     drop(out);
@@ -76,10 +87,11 @@ pub async fn demo(args: DemoArgs) -> anyhow::Result<()> {
 pub async fn simulate(args: SimulateArgs) -> anyhow::Result<()> {
     logging::init(args.log_level, crate::config::LogFormat::Logfmt);
     let scenario = sim::scenario::by_name(&args.scenario).map_err(anyhow::Error::msg)?;
-    let simulator =
-        Simulator::start(scenario.imds, args.imds_listen).await.with_context(|| format!("cannot listen on {}", args.imds_listen))?;
+    let listen = sim::Listen { imds: args.imds_listen, ntp: args.ntp_listen };
+    let simulator = Simulator::start(scenario.imds, scenario.ntp, listen).await.with_context(|| format!("cannot listen on {listen:?}"))?;
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "imds {}", simulator.imds_url());
+    let _ = writeln!(out, "ntp {}", simulator.ntp_addr());
     let _ = out.flush();
     drop(out);
     shutdown_signal().await;

@@ -11,6 +11,8 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use reqwest::Url;
 
+use crate::ntp::NtpConfig;
+
 /// IMDS address in `IPv4` endpoint mode (botocore `utils.py`: `METADATA_ENDPOINT`).
 pub const IMDS_IPV4_ENDPOINT: &str = "http://169.254.169.254";
 /// IMDS address in `IPv6` endpoint mode (botocore `utils.py`: `METADATA_ENDPOINT_IPv6`).
@@ -69,6 +71,21 @@ pub struct ExporterArgs {
     /// Minimum time between two probes of IMDS; scrapes in between get the cached result.
     #[arg(long = "probe.min-interval", default_value = "5s", value_name = "DURATION")]
     pub probe_min_interval: String,
+    /// NTP server to measure the clock against, HOST:PORT (repeatable) [default: the Amazon Time Sync Service, 169.254.169.123:123].
+    #[arg(long = "ntp.server", value_name = "HOST:PORT")]
+    pub ntp_servers: Vec<String>,
+    /// Also query the Amazon Time Sync Service over IPv6 ([fd00:ec2::123]:123; Nitro instances).
+    #[arg(long = "ntp.ipv6")]
+    pub ntp_ipv6: bool,
+    /// How long to wait for one NTP reply.
+    #[arg(long = "ntp.timeout", default_value = "1s", value_name = "DURATION")]
+    pub ntp_timeout: String,
+    /// Samples per probe, at least 2 s apart; the one with the smallest delay is reported.
+    #[arg(long = "ntp.samples", default_value_t = 1, value_name = "N")]
+    pub ntp_samples: u32,
+    /// Minimum time between two queries of one NTP server (doubled by RATE kiss-o'-death replies).
+    #[arg(long = "ntp.min-interval", default_value = "15s", value_name = "DURATION")]
+    pub ntp_min_interval: String,
     /// Only log messages with the given severity or above.
     #[arg(long = "log.level", value_enum, default_value_t = LogLevel::Info)]
     pub log_level: LogLevel,
@@ -97,6 +114,9 @@ pub struct SimulateArgs {
     /// Address the simulated IMDS listens on.
     #[arg(long = "imds.listen", default_value = "127.0.0.1:0", value_name = "ADDR")]
     pub imds_listen: SocketAddr,
+    /// Address the simulated Amazon Time Sync Service listens on (UDP).
+    #[arg(long = "ntp.listen", default_value = "127.0.0.1:0", value_name = "ADDR")]
+    pub ntp_listen: SocketAddr,
     /// Log level of the simulator.
     #[arg(long = "log.level", value_enum, default_value_t = LogLevel::Info)]
     pub log_level: LogLevel,
@@ -139,6 +159,8 @@ pub struct Config {
     pub imds: ImdsConfig,
     /// Minimum interval between two IMDS probes.
     pub probe_min_interval: Duration,
+    /// NTP probe settings.
+    pub ntp: NtpConfig,
 }
 
 /// Validated IMDS client settings.
@@ -177,6 +199,28 @@ impl ConfigError {
 /// Default listen address of the exporter (registered in Prometheus' default port allocations range).
 pub const DEFAULT_LISTEN: &str = ":10169";
 
+/// The Amazon Time Sync Service over IPv4, reachable from every EC2 instance.
+pub const AMAZON_TIME_SYNC_IPV4: &str = "169.254.169.123:123";
+/// The Amazon Time Sync Service over IPv6 (Nitro instances).
+pub const AMAZON_TIME_SYNC_IPV6: &str = "[fd00:ec2::123]:123";
+
+/// `HOST:PORT`, `[V6]:PORT`, or a bare host or address (port 123).
+fn parse_ntp_server(value: &str) -> Result<String, String> {
+    let v = value.trim();
+    if v.parse::<SocketAddr>().is_ok() {
+        return Ok(v.to_string());
+    }
+    if let Ok(ip) = v.trim_start_matches('[').trim_end_matches(']').parse::<std::net::IpAddr>() {
+        return Ok(SocketAddr::new(ip, 123).to_string());
+    }
+    let (host, port) = v.rsplit_once(':').unwrap_or((v, "123"));
+    let valid_host = !host.is_empty() && host.chars().all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-');
+    match (valid_host, port.parse::<u16>()) {
+        (true, Ok(p)) if p > 0 => Ok(format!("{host}:{p}")),
+        _ => Err("expected HOST:PORT, IP:PORT or [IPv6]:PORT".into()),
+    }
+}
+
 /// A value with the name of the flag or variable it came from.
 struct Sourced {
     name: &'static str,
@@ -200,7 +244,36 @@ impl ExporterArgs {
         }
         let probe_min_interval =
             parse_duration(&self.probe_min_interval).map_err(|r| ConfigError::new("--probe.min-interval", &self.probe_min_interval, r))?;
-        Ok(Config { listen, telemetry_path: self.telemetry_path.clone(), imds: self.resolve_imds(env)?, probe_min_interval })
+        Ok(Config {
+            listen,
+            telemetry_path: self.telemetry_path.clone(),
+            imds: self.resolve_imds(env)?,
+            probe_min_interval,
+            ntp: self.resolve_ntp()?,
+        })
+    }
+
+    fn resolve_ntp(&self) -> Result<NtpConfig, ConfigError> {
+        let mut servers = Vec::new();
+        for s in &self.ntp_servers {
+            servers.push(parse_ntp_server(s).map_err(|r| ConfigError::new("--ntp.server", s, r))?);
+        }
+        if servers.is_empty() {
+            servers.push(AMAZON_TIME_SYNC_IPV4.to_string());
+        }
+        if self.ntp_ipv6 && !servers.iter().any(|s| s == AMAZON_TIME_SYNC_IPV6) {
+            servers.push(AMAZON_TIME_SYNC_IPV6.to_string());
+        }
+        let timeout = parse_duration(&self.ntp_timeout).map_err(|r| ConfigError::new("--ntp.timeout", &self.ntp_timeout, r))?;
+        if timeout.is_zero() {
+            return Err(ConfigError::new("--ntp.timeout", &self.ntp_timeout, "must be greater than zero"));
+        }
+        if !(1..=8).contains(&self.ntp_samples) {
+            return Err(ConfigError::new("--ntp.samples", &self.ntp_samples.to_string(), "expected 1 to 8"));
+        }
+        let min_interval =
+            parse_duration(&self.ntp_min_interval).map_err(|r| ConfigError::new("--ntp.min-interval", &self.ntp_min_interval, r))?;
+        Ok(NtpConfig { servers, timeout, samples: self.ntp_samples, min_interval })
     }
 
     fn resolve_imds(&self, env: &dyn Fn(&str) -> Option<String>) -> Result<ImdsConfig, ConfigError> {
@@ -328,6 +401,21 @@ mod tests {
         assert_eq!(c.imds.attempts, 3);
         assert!(!c.imds.disabled && !c.imds.v1_disabled);
         assert_eq!(c.probe_min_interval, Duration::from_secs(5));
+        assert_eq!(c.ntp.servers, ["169.254.169.123:123"]);
+        assert_eq!((c.ntp.timeout, c.ntp.samples, c.ntp.min_interval), (Duration::from_secs(1), 1, Duration::from_secs(15)));
+    }
+
+    #[test]
+    fn ntp_servers_take_a_default_port_and_ipv6_adds_the_v6_service() {
+        let c = resolve(&["--ntp.server", "127.0.0.1", "--ntp.server", "time.example.com", "--ntp.server", "[::1]:1123"], &[]).unwrap();
+        assert_eq!(c.ntp.servers, ["127.0.0.1:123", "time.example.com:123", "[::1]:1123"]);
+        let c = resolve(&["--ntp.ipv6"], &[]).unwrap();
+        assert_eq!(c.ntp.servers, ["169.254.169.123:123", "[fd00:ec2::123]:123"]);
+        for bad in ["", "host:0", "a b:1", "h:99999"] {
+            assert!(resolve(&["--ntp.server", bad], &[]).is_err(), "{bad}");
+        }
+        assert!(resolve(&["--ntp.samples", "0"], &[]).is_err());
+        assert!(resolve(&["--ntp.timeout", "0s"], &[]).is_err());
     }
 
     #[test]

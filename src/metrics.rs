@@ -5,6 +5,7 @@ use prometheus::TextEncoder;
 use prometheus::proto::{Bucket, Counter, Gauge, Histogram, LabelPair, Metric, MetricFamily, MetricType};
 
 use crate::imds::{Endpoint, Protocol};
+use crate::ntp::NtpSample;
 use crate::probe::Snapshot;
 
 /// Content type of the text exposition format 0.0.4.
@@ -90,6 +91,7 @@ fn ts(t: chrono::DateTime<chrono::Utc>) -> f64 {
 pub fn render(s: &Snapshot) -> String {
     let mut f = Families::default();
     imds_families(&mut f, s);
+    clock_families(&mut f, s);
     exporter_families(&mut f, s);
     f.0.extend(s.process.iter().cloned());
     let mut out = String::with_capacity(8 * 1024);
@@ -201,6 +203,119 @@ fn imds_families(f: &mut Families, s: &Snapshot) {
     );
 }
 
+fn clock_families(f: &mut Families, s: &Snapshot) {
+    let servers = &s.ntp.report.servers;
+    // Sample-derived gauges only while the server answers: an offset that
+    // cannot be measured now is unknown, not the last value and not zero.
+    let fresh: Vec<(&str, &NtpSample)> =
+        servers.iter().filter(|r| r.up).filter_map(|r| r.sample.as_ref().map(|x| (r.server.as_str(), x))).collect();
+    let per_server = |get: fn(&NtpSample) -> f64| fresh.iter().map(move |(srv, x)| (vec![("server", *srv)], get(x))).collect::<Vec<_>>();
+    f.gauge(
+        "aws_clock_offset_seconds",
+        "This host's clock minus the NTP server's clock, in seconds: positive means this host is ahead. AWS rejects requests signed more than 5 minutes off.",
+        per_server(|x| x.offset_seconds),
+    );
+    f.gauge(
+        "aws_clock_error_bound_seconds",
+        "How far this host's clock may be from true time by this server: |offset| + root dispersion + rtt/2 + root delay/2 (as AWS ClockBound and chrony bound it).",
+        per_server(NtpSample::error_bound_seconds),
+    );
+    f.gauge(
+        "aws_clock_ntp_up",
+        "1 when the last query of the NTP server got a valid, synchronised reply.",
+        servers.iter().map(|r| (vec![("server", r.server.as_str())], bool_value(r.up))),
+    );
+    f.gauge(
+        "aws_clock_ntp_rtt_seconds",
+        "Round-trip delay of the last NTP exchange, less the server's processing time.",
+        per_server(|x| x.rtt_seconds),
+    );
+    f.gauge(
+        "aws_clock_ntp_stratum",
+        "Stratum of the NTP server (1 = attached to a reference clock).",
+        per_server(|x| f64::from(x.stratum)),
+    );
+    f.gauge(
+        "aws_clock_ntp_leap",
+        "Leap indicator of the NTP server: 0 none, 1 insert second, 2 delete second (3, unsynchronised, is never up).",
+        per_server(|x| f64::from(x.leap)),
+    );
+    f.gauge(
+        "aws_clock_ntp_root_delay_seconds",
+        "The server's round-trip delay to its reference clock.",
+        per_server(|x| x.root_delay_seconds),
+    );
+    f.gauge(
+        "aws_clock_ntp_root_dispersion_seconds",
+        "The server's dispersion relative to its reference clock.",
+        per_server(|x| x.root_dispersion_seconds),
+    );
+    f.gauge(
+        "aws_clock_ntp_reference_info",
+        "Reference ID of the NTP server (a clock name at stratum 1, else the address of its upstream). Always 1.",
+        fresh.iter().map(|(srv, x)| (vec![("server", *srv), ("reference_id", x.reference_id.as_str())], 1.0)),
+    );
+    f.gauge(
+        "aws_clock_ntp_poll_interval_seconds",
+        "Current minimum interval between queries of the server: --ntp.min-interval, doubled by each RATE kiss-o'-death.",
+        servers.iter().map(|r| (vec![("server", r.server.as_str())], r.poll_interval.as_secs_f64())),
+    );
+    f.gauge(
+        "aws_clock_ntp_polling_stopped",
+        "1 when the server sent a DENY or RSTR kiss-o'-death: it is not queried again until the exporter restarts (RFC 5905).",
+        servers.iter().map(|r| (vec![("server", r.server.as_str())], bool_value(r.polling_stopped))),
+    );
+    f.counter(
+        "aws_clock_ntp_requests_total",
+        "NTP requests sent.",
+        servers.iter().map(|r| (vec![("server", r.server.as_str())], r.requests_total as f64)),
+    );
+    f.counter(
+        "aws_clock_ntp_failures_total",
+        "Failed NTP requests and skipped rounds by reason: timeout, kiss_of_death, unsynchronized, bad_origin, bad_mode, malformed, root_distance, resolve, network, rate_limited_locally.",
+        servers.iter().flat_map(|r| r.failures_total.iter().map(|(reason, n)| (vec![("server", r.server.as_str()), ("reason", reason.as_str())], *n as f64))),
+    );
+    f.counter(
+        "aws_clock_ntp_kiss_of_death_total",
+        "Kiss-o'-death replies by code (RATE: back off; DENY, RSTR: stop polling).",
+        servers.iter().flat_map(|r| {
+            r.kiss_of_death_total.iter().map(|(code, n)| (vec![("server", r.server.as_str()), ("code", code.as_str())], *n as f64))
+        }),
+    );
+    f.counter(
+        "aws_clock_ntp_ignored_packets_total",
+        "Datagrams received while waiting for a reply that were not the reply (other source, wrong origin timestamp, too short).",
+        servers.iter().map(|r| (vec![("server", r.server.as_str())], r.ignored_packets_total as f64)),
+    );
+    if let Ok(k) = &s.kernel {
+        f.gauge(
+            "aws_clock_synchronized",
+            "1 when the kernel considers its clock synchronised by a time daemon (adjtimex: no TIME_ERROR, no STA_UNSYNC).",
+            [(vec![], bool_value(k.synchronized))],
+        );
+        f.gauge(
+            "aws_clock_max_error_seconds",
+            "The kernel's upper bound of the clock error (adjtimex maxerror).",
+            [(vec![], k.max_error_seconds)],
+        );
+        f.gauge(
+            "aws_clock_estimated_error_seconds",
+            "The kernel's estimated clock error (adjtimex esterror).",
+            [(vec![], k.estimated_error_seconds)],
+        );
+        f.gauge(
+            "aws_clock_kernel_offset_seconds",
+            "Offset the kernel is still slewing out (adjtimex offset).",
+            [(vec![], k.offset_seconds)],
+        );
+        f.gauge(
+            "aws_clock_tai_offset_seconds",
+            "TAI minus UTC as set by the time daemon (0 if never set).",
+            [(vec![], k.tai_offset_seconds)],
+        );
+    }
+}
+
 fn exporter_families(f: &mut Families, s: &Snapshot) {
     f.gauge(
         "aws_credentials_exporter_build_info",
@@ -210,7 +325,7 @@ fn exporter_families(f: &mut Families, s: &Snapshot) {
     f.gauge(
         "aws_credentials_exporter_probe_duration_seconds",
         "How long the last run of each probe took.",
-        [(vec![("probe", "imds")], s.imds.duration.as_secs_f64())],
+        [(vec![("probe", "imds")], s.imds.duration.as_secs_f64()), (vec![("probe", "ntp")], s.ntp.duration.as_secs_f64())],
     );
 }
 
@@ -227,6 +342,8 @@ mod tests {
         Snapshot {
             taken_at: Utc.with_ymd_and_hms(2026, 11, 28, 18, 0, 0).unwrap(),
             imds: Arc::new(ImdsReport { observation: obs, stats, probed_at: None, duration: Duration::from_millis(3) }),
+            ntp: Arc::default(),
+            kernel: Err("not read in tests".into()),
             process: vec![],
         }
     }

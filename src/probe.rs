@@ -14,7 +14,9 @@ use chrono::{DateTime, Utc};
 use prometheus::core::Collector;
 use prometheus::proto::MetricFamily;
 
+use crate::clock::{self, KernelClock};
 use crate::imds::{ImdsClient, ImdsObservation, ImdsStats};
+use crate::ntp::{NtpProbe, NtpReport};
 
 /// One IMDS probe and the client's counters as they were right after it.
 #[derive(Debug, Clone, Default)]
@@ -29,6 +31,15 @@ pub struct ImdsReport {
     pub duration: Duration,
 }
 
+/// One NTP probe round and how long it took.
+#[derive(Debug, Clone, Default)]
+pub struct NtpRound {
+    /// Every configured server.
+    pub report: NtpReport,
+    /// How long the round took.
+    pub duration: Duration,
+}
+
 /// Everything a renderer needs, taken at one instant.
 #[derive(Debug, Clone)]
 pub struct Snapshot {
@@ -37,6 +48,10 @@ pub struct Snapshot {
     pub taken_at: DateTime<Utc>,
     /// Latest IMDS probe.
     pub imds: Arc<ImdsReport>,
+    /// Latest NTP round.
+    pub ntp: Arc<NtpRound>,
+    /// The kernel's clock state (`adjtimex`), read with the snapshot; the error if unreadable.
+    pub kernel: Result<KernelClock, String>,
     /// Process metrics of the exporter itself (`process_*`).
     pub process: Vec<MetricFamily>,
 }
@@ -90,12 +105,15 @@ impl<T> Slot<T> {
 pub struct Prober {
     imds: Arc<ImdsClient>,
     imds_slot: Slot<ImdsReport>,
+    ntp: NtpProbe,
+    ntp_slot: Slot<NtpRound>,
 }
 
 impl Prober {
-    /// A prober that probes IMDS at most every `min_interval`.
-    pub fn new(imds: ImdsClient, min_interval: Duration) -> Self {
-        Self { imds: Arc::new(imds), imds_slot: Slot::new(min_interval) }
+    /// A prober that probes IMDS at most every `imds_interval` and NTP
+    /// servers at most every `ntp_interval` (the NTP probe's own poll interval).
+    pub fn new(imds: ImdsClient, imds_interval: Duration, ntp: NtpProbe, ntp_interval: Duration) -> Self {
+        Self { imds: Arc::new(imds), imds_slot: Slot::new(imds_interval), ntp, ntp_slot: Slot::new(ntp_interval) }
     }
 
     /// The IMDS client (for counters in tests and the report).
@@ -106,8 +124,17 @@ impl Prober {
     /// A snapshot whose probes finished no later than `deadline` (a probe still
     /// running then is abandoned and reported as failed, keeping last known values).
     pub async fn snapshot(&self, deadline: Instant) -> Snapshot {
-        let imds = self.imds_slot.get(deadline, |prev| probe_imds(&self.imds, prev, deadline)).await.unwrap_or_default();
-        Snapshot { taken_at: Utc::now(), imds, process: process_metrics() }
+        let (imds, ntp) = tokio::join!(
+            self.imds_slot.get(deadline, |prev| probe_imds(&self.imds, prev, deadline)),
+            self.ntp_slot.get(deadline, |_| probe_ntp(&self.ntp, deadline)),
+        );
+        Snapshot {
+            taken_at: Utc::now(),
+            imds: imds.unwrap_or_default(),
+            ntp: ntp.unwrap_or_default(),
+            kernel: clock::read().map_err(|e| format!("adjtimex failed: {e}")),
+            process: process_metrics(),
+        }
     }
 }
 
@@ -129,6 +156,12 @@ async fn probe_imds(client: &ImdsClient, prev: Option<Arc<ImdsReport>>, deadline
     };
     log_transition(prev.as_deref().map(|p| &p.observation), &observation);
     ImdsReport { observation, stats: client.stats(), probed_at: Some(Utc::now()), duration: started.elapsed() }
+}
+
+async fn probe_ntp(probe: &NtpProbe, deadline: Instant) -> NtpRound {
+    let started = Instant::now();
+    let report = probe.probe(deadline).await;
+    NtpRound { report, duration: started.elapsed() }
 }
 
 /// Logs a failure once per change of state rather than on every scrape.

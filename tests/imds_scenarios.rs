@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use aws_credentials_exporter::sim::{ImdsSpec, scenario};
-use common::{exporter, scrape, sim};
+use common::{exporter, exporter_on, scrape, sim};
 
 const UNTIL: &str = r#"aws_credentials_seconds_until_expiry{provider="instance_profile",role="app-role"}"#;
 const EXPIRES: &str = r#"aws_credentials_expiration_timestamp_seconds{provider="instance_profile",role="app-role"}"#;
@@ -19,7 +19,7 @@ fn spec(name: &str) -> ImdsSpec {
 #[tokio::test]
 async fn healthy_instance_reports_hours_of_validity_over_imdsv2() {
     let sim = sim(spec("healthy")).await;
-    let ex = exporter(&sim.imds_url(), &[]).await;
+    let ex = exporter_on(&sim, &[]).await;
     let m = scrape(&ex).await;
     assert_eq!(m.get("aws_imds_up"), 1.0);
     assert_eq!(m.get("aws_imds_protocol_version"), 2.0);
@@ -39,7 +39,7 @@ async fn healthy_instance_reports_hours_of_validity_over_imdsv2() {
 #[tokio::test]
 async fn stopped_rotation_counts_down_to_expiry() {
     let sim = sim(spec("expiring")).await;
-    let ex = exporter(&sim.imds_url(), &["--probe.min-interval", "0s"]).await;
+    let ex = exporter_on(&sim, &["--probe.min-interval", "0s"]).await;
     let first = scrape(&ex).await;
     let left = first.get(UNTIL);
     assert!((700.0..=720.5).contains(&left), "12 minutes left: {left}");
@@ -63,7 +63,7 @@ async fn credentials_rotate_and_the_exporter_follows() {
         ..ImdsSpec::default()
     })
     .await;
-    let ex = exporter(&sim.imds_url(), &["--probe.min-interval", "0s"]).await;
+    let ex = exporter_on(&sim, &["--probe.min-interval", "0s"]).await;
     let first = scrape(&ex).await.get(EXPIRES);
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let second = scrape(&ex).await.get(EXPIRES);
@@ -75,7 +75,7 @@ async fn credentials_rotate_and_the_exporter_follows() {
 #[tokio::test]
 async fn throttling_is_counted_and_retried() {
     let sim = sim(spec("throttled")).await;
-    let ex = exporter(&sim.imds_url(), &[]).await;
+    let ex = exporter_on(&sim, &[]).await;
     let m = scrape(&ex).await;
     assert_eq!(m.get("aws_imds_up"), 1.0, "retries get through alternating 429s");
     let throttled = m.get("aws_imds_throttled_total");
@@ -92,7 +92,7 @@ async fn throttling_is_counted_and_retried() {
 async fn persistent_throttling_takes_imds_down_after_the_configured_attempts() {
     let sim =
         sim(ImdsSpec { throttle: aws_credentials_exporter::sim::Throttle::Ratio { throttled: 1, of: 1 }, ..ImdsSpec::default() }).await;
-    let ex = exporter(&sim.imds_url(), &["--imds.attempts", "2"]).await;
+    let ex = exporter_on(&sim, &["--imds.attempts", "2"]).await;
     let m = scrape(&ex).await;
     assert_eq!(m.get("aws_imds_up"), 0.0);
     assert_eq!(m.get(r#"aws_imds_requests_total{endpoint="token",code="429"}"#), 2.0, "two attempts");
@@ -103,7 +103,7 @@ async fn persistent_throttling_takes_imds_down_after_the_configured_attempts() {
 #[tokio::test]
 async fn no_instance_profile_is_reported_as_detached() {
     let sim = sim(spec("no-role")).await;
-    let ex = exporter(&sim.imds_url(), &[]).await;
+    let ex = exporter_on(&sim, &[]).await;
     let m = scrape(&ex).await;
     assert_eq!(m.get("aws_imds_instance_profile_attached"), 0.0);
     assert_eq!(m.get("aws_imds_up"), 0.0);
@@ -116,7 +116,7 @@ async fn no_instance_profile_is_reported_as_detached() {
 #[tokio::test]
 async fn token_hop_limit_falls_back_to_imdsv1_after_a_timeout() {
     let sim = sim(spec("token-hop-limit")).await;
-    let ex = exporter(&sim.imds_url(), &["--imds.timeout", "200ms"]).await;
+    let ex = exporter_on(&sim, &["--imds.timeout", "200ms"]).await;
     let m = scrape(&ex).await;
     assert_eq!(m.get("aws_imds_up"), 1.0);
     assert_eq!(m.get("aws_imds_protocol_version"), 1.0);
@@ -145,7 +145,7 @@ async fn hop_limit_with_v1_disabled_is_an_outage() {
 #[tokio::test]
 async fn imdsv1_only_instance_is_served_over_v1() {
     let sim = sim(spec("v1-only")).await;
-    let ex = exporter(&sim.imds_url(), &[]).await;
+    let ex = exporter_on(&sim, &[]).await;
     let m = scrape(&ex).await;
     assert_eq!(m.get("aws_imds_up"), 1.0);
     assert_eq!(m.get("aws_imds_protocol_version"), 1.0);
@@ -157,7 +157,7 @@ async fn imdsv1_only_instance_is_served_over_v1() {
 #[tokio::test]
 async fn required_tokens_are_sent_and_refreshed_after_401() {
     let sim = sim(spec("v2-required")).await;
-    let ex = exporter(&sim.imds_url(), &["--probe.min-interval", "0s"]).await;
+    let ex = exporter_on(&sim, &["--probe.min-interval", "0s"]).await;
     let m = scrape(&ex).await;
     assert_eq!(m.get("aws_imds_up"), 1.0);
     assert_eq!(m.get("aws_imds_protocol_version"), 2.0);
@@ -175,7 +175,7 @@ async fn required_tokens_are_sent_and_refreshed_after_401() {
 #[tokio::test]
 async fn a_role_error_code_is_reported_not_trusted() {
     let sim = sim(spec("role-error")).await;
-    let ex = exporter(&sim.imds_url(), &[]).await;
+    let ex = exporter_on(&sim, &[]).await;
     let m = scrape(&ex).await;
     assert_eq!(m.get("aws_imds_up"), 0.0);
     assert!(m.text.contains(r#"code="AssumeRoleUnauthorizedAccess""#), "{}", m.text);
@@ -187,7 +187,7 @@ async fn a_role_error_code_is_reported_not_trusted() {
 #[tokio::test]
 async fn a_malformed_document_is_a_failed_probe() {
     let sim = sim(spec("malformed")).await;
-    let ex = exporter(&sim.imds_url(), &[]).await;
+    let ex = exporter_on(&sim, &[]).await;
     let m = scrape(&ex).await;
     assert_eq!(m.get("aws_imds_up"), 0.0);
     assert_eq!(m.get("aws_imds_instance_profile_attached"), 1.0);
@@ -199,7 +199,7 @@ async fn a_malformed_document_is_a_failed_probe() {
 #[tokio::test]
 async fn server_errors_are_retried_then_reported() {
     let sim = sim(spec("server-error")).await;
-    let ex = exporter(&sim.imds_url(), &["--imds.attempts", "3"]).await;
+    let ex = exporter_on(&sim, &["--imds.attempts", "3"]).await;
     let m = scrape(&ex).await;
     assert_eq!(m.get("aws_imds_up"), 0.0);
     assert_eq!(m.get("aws_imds_protocol_version"), 1.0, "a 500 on the token PUT falls back to IMDSv1 like Java v2");
@@ -212,7 +212,7 @@ async fn server_errors_are_retried_then_reported() {
 #[tokio::test]
 async fn older_imds_without_the_extended_path_uses_the_legacy_path_and_remembers() {
     let sim = sim(spec("legacy-path")).await;
-    let ex = exporter(&sim.imds_url(), &["--probe.min-interval", "0s"]).await;
+    let ex = exporter_on(&sim, &["--probe.min-interval", "0s"]).await;
     assert_eq!(scrape(&ex).await.get("aws_imds_up"), 1.0);
     assert_eq!(sim.counters().role.load(Ordering::SeqCst), 2, "extended 404, then legacy");
     assert_eq!(scrape(&ex).await.get("aws_imds_up"), 1.0);
@@ -225,7 +225,7 @@ async fn older_imds_without_the_extended_path_uses_the_legacy_path_and_remembers
 #[tokio::test]
 async fn a_changed_role_is_rediscovered_after_a_404() {
     let sim = sim(spec("healthy")).await;
-    let ex = exporter(&sim.imds_url(), &["--probe.min-interval", "0s"]).await;
+    let ex = exporter_on(&sim, &["--probe.min-interval", "0s"]).await;
     assert_eq!(scrape(&ex).await.get("aws_imds_up"), 1.0);
     sim.update(|s| s.role = Some("new-role".into()));
     let m = scrape(&ex).await;
@@ -238,7 +238,7 @@ async fn a_changed_role_is_rediscovered_after_a_404() {
 #[tokio::test]
 async fn an_outage_keeps_the_last_known_expiry_and_counters_survive_recovery() {
     let sim = sim(spec("healthy")).await;
-    let ex = exporter(&sim.imds_url(), &["--probe.min-interval", "0s", "--imds.attempts", "1"]).await;
+    let ex = exporter_on(&sim, &["--probe.min-interval", "0s", "--imds.attempts", "1"]).await;
     let before = scrape(&ex).await;
     sim.update(|s| s.server_error_every = Some(1));
     let during = scrape(&ex).await;
@@ -271,7 +271,7 @@ async fn unreachable_imds_is_down_not_a_failed_scrape() {
 #[tokio::test]
 async fn a_slow_imds_is_cut_off_at_the_scrape_deadline() {
     let sim = sim(ImdsSpec { latency: Duration::from_millis(800), ..ImdsSpec::default() }).await;
-    let ex = exporter(&sim.imds_url(), &["--imds.timeout", "5s"]).await;
+    let ex = exporter_on(&sim, &["--imds.timeout", "5s"]).await;
     let started = std::time::Instant::now();
     let resp = common::client().get(ex.url("/metrics")).header("X-Prometheus-Scrape-Timeout-Seconds", "1").send().await.unwrap();
     let m = common::Metrics::parse(&resp.text().await.unwrap());

@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use aws_credentials_exporter::sim::ImdsSpec;
-use common::{client, exporter, sim};
+use common::{client, exporter_on, sim};
 
 async fn storm(url: &str, scrapes: usize) {
     let c = client();
@@ -29,7 +29,7 @@ async fn storm(url: &str, scrapes: usize) {
 async fn concurrent_scrapes_share_one_probe() {
     // A slow IMDS makes the scrapes overlap the in-flight probe.
     let sim = sim(ImdsSpec { latency: Duration::from_millis(50), ..ImdsSpec::default() }).await;
-    let ex = exporter(&sim.imds_url(), &["--probe.min-interval", "60s"]).await;
+    let ex = exporter_on(&sim, &["--probe.min-interval", "60s"]).await;
     storm(&ex.url("/metrics"), 300).await;
     let c = sim.counters();
     assert_eq!(c.token.load(Ordering::SeqCst), 1);
@@ -37,6 +37,7 @@ async fn concurrent_scrapes_share_one_probe() {
     assert_eq!(c.credentials.load(Ordering::SeqCst), 1);
     assert_eq!(c.info.load(Ordering::SeqCst), 1);
     assert_eq!(c.total(), 4, "300 scrapes, 4 IMDS requests");
+    assert_eq!(c.ntp.load(Ordering::SeqCst), 1, "300 scrapes, 1 NTP request");
     ex.stop().await;
     sim.stop().await;
 }
@@ -44,7 +45,7 @@ async fn concurrent_scrapes_share_one_probe() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn steady_scraping_costs_one_document_per_interval() {
     let sim = sim(ImdsSpec::default()).await;
-    let ex = exporter(&sim.imds_url(), &["--probe.min-interval", "500ms"]).await;
+    let ex = exporter_on(&sim, &["--probe.min-interval", "500ms"]).await;
     let started = Instant::now();
     let mut scrapes = 0;
     while started.elapsed() < Duration::from_millis(2600) {

@@ -1,5 +1,6 @@
 //! A simulated EC2 instance on loopback for `demo` and the tests: IMDS (token,
-//! role listing, rotating credential documents, `iam/info`, failures on demand).
+//! role listing, rotating credential documents, `iam/info`, failures on demand)
+//! and the Amazon Time Sync Service (SNTP with skew, kiss-o'-death, losses).
 //! Each service listens on its own socket; the behaviour can be changed while
 //! it runs ([`Simulator::update`]), and every request is counted.
 
@@ -22,6 +23,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use crate::http::{response, serve};
+pub use ntp::{Hostile, NtpSpec};
 pub use scenario::{ImdsSpec, Scenario, Throttle, TokenBehaviour};
 
 /// Every secret access key the simulator serves starts with this; tests grep for it.
@@ -46,6 +48,8 @@ pub struct SimCounters {
     pub other: AtomicU64,
     /// Answers with HTTP 429.
     pub throttled: AtomicU64,
+    /// NTP datagrams received.
+    pub ntp: Arc<AtomicU64>,
 }
 
 impl SimCounters {
@@ -65,37 +69,73 @@ struct ImdsState {
     second: (i64, u64),
 }
 
+/// Where the simulated services listen.
+#[derive(Debug, Clone, Copy)]
+pub struct Listen {
+    /// IMDS (HTTP).
+    pub imds: SocketAddr,
+    /// Amazon Time Sync Service (SNTP, UDP).
+    pub ntp: SocketAddr,
+}
+
+impl Default for Listen {
+    /// Free ports on 127.0.0.1.
+    fn default() -> Self {
+        Self { imds: ([127, 0, 0, 1], 0).into(), ntp: ([127, 0, 0, 1], 0).into() }
+    }
+}
+
 /// A running simulated instance.
 pub struct Simulator {
     imds_addr: SocketAddr,
+    ntp_addr: SocketAddr,
     state: Arc<Mutex<ImdsState>>,
+    ntp: Arc<Mutex<NtpSpec>>,
     counters: Arc<SimCounters>,
-    stop: Option<oneshot::Sender<()>>,
-    task: Option<JoinHandle<()>>,
+    stop: Vec<oneshot::Sender<()>>,
+    tasks: Vec<JoinHandle<()>>,
 }
 
 impl Simulator {
-    /// Starts the simulated IMDS on `imds_listen` (use port 0 in tests).
-    pub async fn start(spec: ImdsSpec, imds_listen: SocketAddr) -> std::io::Result<Self> {
-        let listener = TcpListener::bind(imds_listen).await?;
+    /// Starts the simulated IMDS and time service (use port 0 in tests).
+    pub async fn start(imds_spec: ImdsSpec, ntp_spec: NtpSpec, listen: Listen) -> std::io::Result<Self> {
+        let listener = TcpListener::bind(listen.imds).await?;
         let imds_addr = listener.local_addr()?;
-        let epoch = Utc::now() - chrono::Duration::from_std(spec.initial_age).unwrap_or_default();
-        let state = Arc::new(Mutex::new(ImdsState { spec, epoch, tokens: HashMap::new(), next_token: 0, requests: 0, second: (0, 0) }));
+        let udp = tokio::net::UdpSocket::bind(listen.ntp).await?;
+        let ntp_addr = udp.local_addr()?;
+        let epoch = Utc::now() - chrono::Duration::from_std(imds_spec.initial_age).unwrap_or_default();
+        let state =
+            Arc::new(Mutex::new(ImdsState { spec: imds_spec, epoch, tokens: HashMap::new(), next_token: 0, requests: 0, second: (0, 0) }));
+        let ntp = Arc::new(Mutex::new(ntp_spec));
         let counters = Arc::new(SimCounters::default());
-        let (stop, stopped) = oneshot::channel::<()>();
+        let (stop_imds, imds_stopped) = oneshot::channel::<()>();
+        let (stop_ntp, ntp_stopped) = oneshot::channel::<()>();
         let (st, ct) = (state.clone(), counters.clone());
-        let task = tokio::spawn(async move {
+        let imds_task = tokio::spawn(async move {
             serve(listener, move |req| imds(st.clone(), ct.clone(), req), async {
-                let _ = stopped.await;
+                let _ = imds_stopped.await;
             })
             .await
         });
-        Ok(Self { imds_addr, state, counters, stop: Some(stop), task: Some(task) })
+        let ntp_task = tokio::spawn(ntp::serve(udp, ntp.clone(), counters.ntp.clone(), async {
+            let _ = ntp_stopped.await;
+        }));
+        Ok(Self { imds_addr, ntp_addr, state, ntp, counters, stop: vec![stop_imds, stop_ntp], tasks: vec![imds_task, ntp_task] })
     }
 
     /// Address of the simulated IMDS.
     pub fn imds_addr(&self) -> SocketAddr {
         self.imds_addr
+    }
+
+    /// Address of the simulated time service, for `--ntp.server`.
+    pub fn ntp_addr(&self) -> SocketAddr {
+        self.ntp_addr
+    }
+
+    /// Changes the time service's behaviour while running.
+    pub fn update_ntp(&self, change: impl FnOnce(&mut NtpSpec)) {
+        change(&mut self.ntp.lock().expect("sim lock"));
     }
 
     /// Base URL of the simulated IMDS, for `--imds.endpoint`.
@@ -121,10 +161,10 @@ impl Simulator {
 
     /// Stops the servers and waits for them.
     pub async fn stop(mut self) {
-        if let Some(s) = self.stop.take() {
+        for s in self.stop.drain(..) {
             let _ = s.send(());
         }
-        if let Some(t) = self.task.take() {
+        for t in self.tasks.drain(..) {
             let _ = t.await;
         }
     }
@@ -132,7 +172,7 @@ impl Simulator {
 
 impl Drop for Simulator {
     fn drop(&mut self) {
-        if let Some(t) = &self.task {
+        for t in &self.tasks {
             t.abort();
         }
     }

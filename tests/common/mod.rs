@@ -10,14 +10,27 @@ use std::time::Duration;
 use aws_credentials_exporter::app;
 use aws_credentials_exporter::config::{Cli, Config};
 use aws_credentials_exporter::server;
-use aws_credentials_exporter::sim::{ImdsSpec, Simulator};
+use aws_credentials_exporter::sim::{ImdsSpec, Listen, NtpSpec, Simulator};
 use clap::Parser;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 /// The simulated IMDS on loopback.
 pub async fn sim(spec: ImdsSpec) -> Simulator {
-    Simulator::start(spec, "127.0.0.1:0".parse().unwrap()).await.expect("simulator starts")
+    sim_with_ntp(spec, NtpSpec::default()).await
+}
+
+/// The simulated IMDS and time service on loopback.
+pub async fn sim_with_ntp(imds: ImdsSpec, ntp: NtpSpec) -> Simulator {
+    Simulator::start(imds, ntp, Listen::default()).await.expect("simulator starts")
+}
+
+/// Starts the exporter pointed at both services of `sim`.
+pub async fn exporter_on(sim: &Simulator, flags: &[&str]) -> Running {
+    let ntp = sim.ntp_addr().to_string();
+    let mut all = vec!["--ntp.server", ntp.as_str()];
+    all.extend_from_slice(flags);
+    exporter(&sim.imds_url(), &all).await
 }
 
 /// A running in-process exporter.
@@ -41,8 +54,13 @@ impl Running {
 
 /// Config for an exporter pointed at `imds_url` with extra flags; the host's
 /// AWS_* variables are ignored so a developer's environment cannot leak in.
+/// Without `--ntp.server` in `flags`, NTP goes to a closed loopback port
+/// (never to the default link-local address from the host).
 pub fn config(imds_url: &str, flags: &[&str]) -> Config {
     let mut argv = vec!["aws-credentials-exporter", "--web.listen-address", "127.0.0.1:0", "--imds.endpoint", imds_url];
+    if !flags.contains(&"--ntp.server") {
+        argv.extend_from_slice(&["--ntp.server", "127.0.0.1:9"]);
+    }
     argv.extend_from_slice(flags);
     Cli::try_parse_from(argv).expect("flags").exporter.resolve(&|_| None).expect("config")
 }

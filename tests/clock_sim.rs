@@ -1,0 +1,130 @@
+//! The clock probe through the exporter against the simulated time service:
+//! skew, kiss-o'-death handling and hostile replies all become metrics.
+
+mod common;
+
+use std::time::Duration;
+
+use aws_credentials_exporter::sim::{Hostile, ImdsSpec, NtpSpec, scenario};
+use common::{exporter_on, scrape, sim_with_ntp};
+
+fn series(name: &str, server: &str, extra: &str) -> String {
+    format!(r#"{name}{{server="{server}"{extra}}}"#)
+}
+
+#[tokio::test]
+async fn skewed_scenario_shows_three_minutes_ahead() {
+    let s = scenario::by_name("skewed").unwrap();
+    let sim = sim_with_ntp(s.imds, s.ntp).await;
+    let server = sim.ntp_addr().to_string();
+    let ex = exporter_on(&sim, &[]).await;
+    let m = scrape(&ex).await;
+    let offset = m.get(&series("aws_clock_offset_seconds", &server, ""));
+    assert!((offset - 180.0).abs() < 0.05, "this host is 3 minutes ahead: {offset}");
+    let bound = m.get(&series("aws_clock_error_bound_seconds", &server, ""));
+    assert!((180.0..180.1).contains(&bound), "{bound}");
+    assert_eq!(m.get(&series("aws_clock_ntp_up", &server, "")), 1.0);
+    assert_eq!(m.get(&series("aws_clock_ntp_stratum", &server, "")), 3.0);
+    assert!(m.has(&series("aws_clock_ntp_reference_info", &server, r#",reference_id="169.254.169.123""#)), "{}", m.text);
+    for kernel in [
+        "aws_clock_synchronized",
+        "aws_clock_max_error_seconds",
+        "aws_clock_estimated_error_seconds",
+        "aws_clock_kernel_offset_seconds",
+        "aws_clock_tai_offset_seconds",
+    ] {
+        assert!(m.has(kernel), "{kernel} from adjtimex");
+    }
+    ex.stop().await;
+    sim.stop().await;
+}
+
+#[tokio::test]
+async fn kiss_of_death_codes_are_counted_and_obeyed() {
+    for (code, stops) in [(*b"RATE", false), (*b"DENY", true), (*b"RSTR", true)] {
+        let sim = sim_with_ntp(ImdsSpec::default(), NtpSpec { kiss_code: Some(code), ..NtpSpec::default() }).await;
+        let server = sim.ntp_addr().to_string();
+        let ex = exporter_on(&sim, &["--ntp.min-interval", "0s", "--probe.min-interval", "0s"]).await;
+        let m = scrape(&ex).await;
+        let name = std::str::from_utf8(&code).unwrap();
+        assert_eq!(m.get(&series("aws_clock_ntp_kiss_of_death_total", &server, &format!(r#",code="{name}""#))), 1.0);
+        assert_eq!(m.get(&series("aws_clock_ntp_up", &server, "")), 0.0);
+        for _ in 0..5 {
+            scrape(&ex).await;
+        }
+        let sent = sim.counters().ntp.load(std::sync::atomic::Ordering::SeqCst);
+        assert_eq!(sent, 1, "{name}: no new query after the kiss (RATE backs off to >= 16 s, DENY/RSTR stop)");
+        let m = scrape(&ex).await;
+        assert_eq!(m.get(&series("aws_clock_ntp_polling_stopped", &server, "")), if stops { 1.0 } else { 0.0 }, "{name}");
+        if !stops {
+            assert!(m.get(&series("aws_clock_ntp_poll_interval_seconds", &server, "")) >= 16.0);
+        }
+        ex.stop().await;
+        sim.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn hostile_replies_become_failure_reasons_without_a_wrong_offset() {
+    let cases = [
+        (Hostile::ShortPacket, "malformed"),
+        (Hostile::WrongOrigin, "bad_origin"),
+        (Hostile::ClientMode, "bad_mode"),
+        (Hostile::ZeroTransmit, "malformed"),
+    ];
+    for (hostile, reason) in cases {
+        let sim = sim_with_ntp(ImdsSpec::default(), NtpSpec { hostile: Some(hostile), ..NtpSpec::default() }).await;
+        let server = sim.ntp_addr().to_string();
+        let ex = exporter_on(&sim, &["--ntp.timeout", "300ms"]).await;
+        let m = scrape(&ex).await;
+        assert_eq!(
+            m.get(&series("aws_clock_ntp_failures_total", &server, &format!(r#",reason="{reason}""#))),
+            1.0,
+            "{hostile:?}\n{}",
+            m.text
+        );
+        assert_eq!(m.get(&series("aws_clock_ntp_up", &server, "")), 0.0, "{hostile:?}");
+        assert!(!m.has(&series("aws_clock_offset_seconds", &server, "")), "{hostile:?}: no offset from a bad reply");
+        assert_eq!(m.get("aws_imds_up"), 1.0, "the exporter keeps serving");
+        ex.stop().await;
+        sim.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn era_2036_and_floods_still_give_the_right_offset() {
+    let sim = sim_with_ntp(ImdsSpec::default(), NtpSpec { hostile: Some(Hostile::Flood), offset_seconds: 2.0, ..NtpSpec::default() }).await;
+    let server = sim.ntp_addr().to_string();
+    let ex = exporter_on(&sim, &[]).await;
+    let m = scrape(&ex).await;
+    let offset = m.get(&series("aws_clock_offset_seconds", &server, ""));
+    assert!((offset + 2.0).abs() < 0.05, "flood ignored, offset {offset}");
+    assert!(m.get(&series("aws_clock_ntp_ignored_packets_total", &server, "")) >= 1.0);
+    ex.stop().await;
+    sim.stop().await;
+
+    let sim = sim_with_ntp(ImdsSpec::default(), NtpSpec { hostile: Some(Hostile::Era2036), ..NtpSpec::default() }).await;
+    let server = sim.ntp_addr().to_string();
+    let ex = exporter_on(&sim, &[]).await;
+    let m = scrape(&ex).await;
+    let offset = m.get(&series("aws_clock_offset_seconds", &server, ""));
+    let want = -aws_credentials_exporter::sim::ntp::ERA_2036_SHIFT_SECONDS;
+    assert!((offset - want).abs() < 0.05, "era-1 server timestamps resolved: {offset} vs {want}");
+    ex.stop().await;
+    sim.stop().await;
+}
+
+#[tokio::test]
+async fn dropped_replies_time_out_and_the_probe_stays_inside_the_deadline() {
+    let sim = sim_with_ntp(ImdsSpec::default(), NtpSpec { drop_every: Some(1), ..NtpSpec::default() }).await;
+    let server = sim.ntp_addr().to_string();
+    let ex = exporter_on(&sim, &["--ntp.timeout", "5s"]).await;
+    let started = std::time::Instant::now();
+    let resp = common::client().get(ex.url("/metrics")).header("X-Prometheus-Scrape-Timeout-Seconds", "1.5").send().await.unwrap();
+    let m = common::Metrics::parse(&resp.text().await.unwrap());
+    assert!(started.elapsed() < Duration::from_millis(1400), "{:?}", started.elapsed());
+    assert_eq!(m.get(&series("aws_clock_ntp_up", &server, "")), 0.0);
+    assert_eq!(m.get(&series("aws_clock_ntp_failures_total", &server, r#",reason="timeout""#)), 1.0);
+    ex.stop().await;
+    sim.stop().await;
+}
