@@ -18,17 +18,19 @@ use crate::{logging, metrics};
 /// Listen address of `demo` when none is given: loopback only.
 pub const DEMO_LISTEN: &str = "127.0.0.1:10169";
 
+/// The probes of a validated configuration.
+pub fn prober(config: &Config) -> Prober {
+    Prober::new(ImdsClient::new(config.imds.clone()), config.probe_min_interval, NtpProbe::new(config.ntp.clone()), config.ntp.min_interval)
+}
+
 /// Builds the exporter's shared state from a validated configuration.
 pub fn exporter(config: &Config) -> Arc<Exporter> {
-    Arc::new(Exporter {
-        prober: Prober::new(
-            ImdsClient::new(config.imds.clone()),
-            config.probe_min_interval,
-            NtpProbe::new(config.ntp.clone()),
-            config.ntp.min_interval,
-        ),
-        telemetry_path: config.telemetry_path.clone(),
-    })
+    exporter_with(config, prober(config))
+}
+
+/// The exporter's shared state around the given probes.
+pub fn exporter_with(config: &Config, prober: Prober) -> Arc<Exporter> {
+    Arc::new(Exporter { prober, telemetry_path: config.telemetry_path.clone() })
 }
 
 async fn bind(config: &Config) -> anyhow::Result<TcpListener> {
@@ -78,7 +80,11 @@ pub async fn demo(args: DemoArgs) -> anyhow::Result<()> {
     let _ = writeln!(out, "Press Ctrl-C to stop.");
     let _ = out.flush();
     drop(out);
-    server::run(listener, exporter(&config), shutdown_signal()).await;
+    // The simulated instance has its own kernel clock state, so the demo does
+    // not depend on whether this machine runs a time daemon.
+    let kernel = scenario.kernel;
+    let prober = prober(&config).with_kernel_clock(Arc::new(move || Ok(kernel)));
+    server::run(listener, exporter_with(&config, prober), shutdown_signal()).await;
     simulator.stop().await;
     Ok(())
 }

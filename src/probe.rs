@@ -101,19 +101,30 @@ impl<T> Slot<T> {
     }
 }
 
+/// Reads the kernel clock state; [`clock::read`] except in the simulator.
+pub type KernelClockSource = Arc<dyn Fn() -> Result<KernelClock, String> + Send + Sync>;
+
 /// Owns the probes and their slots.
 pub struct Prober {
     imds: Arc<ImdsClient>,
     imds_slot: Slot<ImdsReport>,
     ntp: NtpProbe,
     ntp_slot: Slot<NtpRound>,
+    kernel: KernelClockSource,
 }
 
 impl Prober {
     /// A prober that probes IMDS at most every `imds_interval` and NTP
     /// servers at most every `ntp_interval` (the NTP probe's own poll interval).
     pub fn new(imds: ImdsClient, imds_interval: Duration, ntp: NtpProbe, ntp_interval: Duration) -> Self {
-        Self { imds: Arc::new(imds), imds_slot: Slot::new(imds_interval), ntp, ntp_slot: Slot::new(ntp_interval) }
+        let kernel: KernelClockSource = Arc::new(|| clock::read().map_err(|e| format!("adjtimex failed: {e}")));
+        Self { imds: Arc::new(imds), imds_slot: Slot::new(imds_interval), ntp, ntp_slot: Slot::new(ntp_interval), kernel }
+    }
+
+    /// Replaces where the kernel clock state comes from (the simulated instance's clock in `demo`).
+    pub fn with_kernel_clock(mut self, source: KernelClockSource) -> Self {
+        self.kernel = source;
+        self
     }
 
     /// The IMDS client (for counters in tests and the report).
@@ -132,7 +143,7 @@ impl Prober {
             taken_at: Utc::now(),
             imds: imds.unwrap_or_default(),
             ntp: ntp.unwrap_or_default(),
-            kernel: clock::read().map_err(|e| format!("adjtimex failed: {e}")),
+            kernel: (self.kernel)(),
             process: process_metrics(),
         }
     }

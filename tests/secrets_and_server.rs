@@ -116,3 +116,18 @@ fn invalid_environment_is_a_clear_start_up_error() {
         assert!(!err.contains("panicked"), "{err}");
     }
 }
+
+#[tokio::test]
+async fn demo_skewed_shows_the_skew_and_an_unsynchronised_kernel_clock() {
+    let demo = Demo::start("skewed", &[]);
+    let m = common::Metrics::parse(&common::get(&format!("{}/metrics", demo.base)).await);
+    let (_, offset) = m.family("aws_clock_offset_seconds")[0];
+    assert!((offset - 180.0).abs() < 0.05, "{offset}");
+    assert_eq!(m.get("aws_clock_synchronized"), 0.0, "the simulated instance runs no time daemon");
+    assert_eq!(m.get("aws_clock_max_error_seconds"), 16.0);
+    demo.stop();
+    let demo = Demo::start("healthy", &[]);
+    let m = common::Metrics::parse(&common::get(&format!("{}/metrics", demo.base)).await);
+    assert_eq!(m.get("aws_clock_synchronized"), 1.0, "independent of this machine's time daemon");
+    demo.stop();
+}

@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use super::ntp::NtpSpec;
+use crate::clock::KernelClock;
 
 /// How the simulated IMDS answers the token PUT.
 #[derive(Debug, Clone, PartialEq)]
@@ -97,7 +98,29 @@ pub struct Scenario {
     pub imds: ImdsSpec,
     /// Time service behaviour.
     pub ntp: NtpSpec,
+    /// The simulated instance's kernel clock state (`adjtimex`).
+    pub kernel: KernelClock,
 }
+
+/// A kernel clock disciplined by chronyd: synchronised, tight error bounds.
+pub const SYNCED_KERNEL: KernelClock = KernelClock {
+    synchronized: true,
+    max_error_seconds: 0.008,
+    estimated_error_seconds: 0.000_05,
+    offset_seconds: 0.000_001,
+    tai_offset_seconds: 37.0,
+    status: 0x2001, // STA_PLL | STA_NANO
+};
+
+/// A kernel clock nobody disciplines: STA_UNSYNC, maxerror at the 16 s ceiling.
+pub const UNSYNCED_KERNEL: KernelClock = KernelClock {
+    synchronized: false,
+    max_error_seconds: 16.0,
+    estimated_error_seconds: 16.0,
+    offset_seconds: 0.0,
+    tai_offset_seconds: 0.0,
+    status: 0x0040, // STA_UNSYNC
+};
 
 /// Every scenario, in the order the README lists them.
 pub fn all() -> Vec<Scenario> {
@@ -108,72 +131,84 @@ pub fn all() -> Vec<Scenario> {
             description: "IMDSv2, role attached, credentials rotate every hour",
             imds: d(),
             ntp: NtpSpec::default(),
+            kernel: SYNCED_KERNEL,
         },
         Scenario {
             name: "expiring",
             description: "rotation stopped: the credentials served expire in 12 minutes and are never replaced",
             imds: ImdsSpec { rotate_every: None, initial_age: Duration::from_secs(6 * 3600 - 12 * 60), ..d() },
             ntp: NtpSpec::default(),
+            kernel: SYNCED_KERNEL,
         },
         Scenario {
             name: "throttled",
             description: "IMDS answers every other request with HTTP 429 (too many concurrent calls)",
             imds: ImdsSpec { throttle: Throttle::Ratio { throttled: 1, of: 2 }, ..d() },
             ntp: NtpSpec::default(),
+            kernel: SYNCED_KERNEL,
         },
         Scenario {
             name: "no-role",
             description: "no instance profile attached: the role listing is 404",
             imds: ImdsSpec { role: None, ..d() },
             ntp: NtpSpec::default(),
+            kernel: SYNCED_KERNEL,
         },
         Scenario {
             name: "token-hop-limit",
             description: "the IMDSv2 token PUT never answers (hop limit 1 inside a container); IMDSv1 still works",
             imds: ImdsSpec { token: TokenBehaviour::Hang, ..d() },
             ntp: NtpSpec::default(),
+            kernel: SYNCED_KERNEL,
         },
         Scenario {
             name: "v1-only",
             description: "IMDSv2 unavailable: the token PUT is 404 and the exporter falls back to IMDSv1",
             imds: ImdsSpec { token: TokenBehaviour::Status(404), extended_path: false, ..d() },
             ntp: NtpSpec::default(),
+            kernel: SYNCED_KERNEL,
         },
         Scenario {
             name: "v2-required",
             description: "HttpTokens=required: GETs without a token get 401; the exporter uses IMDSv2",
             imds: ImdsSpec { require_token: true, ..d() },
             ntp: NtpSpec::default(),
+            kernel: SYNCED_KERNEL,
         },
         Scenario {
             name: "role-error",
             description: "the role cannot be assumed: the document's Code is AssumeRoleUnauthorizedAccess",
             imds: ImdsSpec { code: "AssumeRoleUnauthorizedAccess".into(), ..d() },
             ntp: NtpSpec::default(),
+            kernel: SYNCED_KERNEL,
         },
         Scenario {
             name: "malformed",
             description: "the credential document is truncated JSON",
             imds: ImdsSpec { malformed_document: true, ..d() },
             ntp: NtpSpec::default(),
+            kernel: SYNCED_KERNEL,
         },
         Scenario {
             name: "server-error",
             description: "IMDS answers every request with HTTP 500",
             imds: ImdsSpec { server_error_every: Some(1), ..d() },
             ntp: NtpSpec::default(),
+            kernel: SYNCED_KERNEL,
         },
         Scenario {
             name: "skewed",
-            description: "this host's clock is 3 minutes ahead of the Amazon Time Sync Service",
+            description: "no time sync: this host's clock is 3 minutes ahead of the Amazon Time Sync Service and the kernel reports it unsynchronised",
             imds: d(),
             ntp: NtpSpec { offset_seconds: -180.0, ..NtpSpec::default() },
+            kernel: UNSYNCED_KERNEL,
         },
         Scenario {
             name: "legacy-path",
             description: "an older IMDS without security-credentials-extended/: the exporter uses the legacy path",
             imds: ImdsSpec { extended_path: false, ..d() },
             ntp: NtpSpec::default(),
+            kernel: SYNCED_KERNEL,
         },
     ]
 }
