@@ -1,19 +1,20 @@
 //! The subcommands, wired from the library's pieces; `main.rs` only dispatches.
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::sync::Arc;
+use std::time::Instant;
 
 use anyhow::Context;
 use tokio::net::TcpListener;
 
-use crate::config::{Config, DemoArgs, ExporterArgs, SimulateArgs};
+use crate::config::{CheckArgs, Config, DemoArgs, ExporterArgs, LogLevel, OutputFormat, SimulateArgs};
 use crate::http::shutdown_signal;
 use crate::imds::ImdsClient;
 use crate::ntp::NtpProbe;
 use crate::probe::Prober;
 use crate::server::{self, Exporter};
 use crate::sim::{self, Simulator};
-use crate::{logging, metrics};
+use crate::{logging, metrics, report};
 
 /// Listen address of `demo` when none is given: loopback only.
 pub const DEMO_LISTEN: &str = "127.0.0.1:10169";
@@ -54,9 +55,41 @@ pub async fn serve(args: ExporterArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `demo`: a simulated EC2 instance on loopback and the exporter pointed at it.
-pub async fn demo(args: DemoArgs) -> anyhow::Result<()> {
-    logging::init(args.exporter.log_level, args.exporter.log_format);
+/// `check` logs only warnings unless asked for more: the report is the output.
+fn check_log_level(level: LogLevel) -> LogLevel {
+    if level == LogLevel::Info { LogLevel::Warn } else { level }
+}
+
+/// Runs one probe round and prints the report; returns the exit code.
+async fn run_check(prober: &Prober, output: OutputFormat) -> i32 {
+    let deadline = Instant::now() + server::DEFAULT_SCRAPE_TIMEOUT;
+    let report = report::build(&prober.snapshot(deadline).await);
+    let text = match output {
+        OutputFormat::Json => report::render_json(&report),
+        OutputFormat::Text => {
+            let stdout = std::io::stdout();
+            let color = stdout.is_terminal() && std::env::var_os("NO_COLOR").is_none();
+            report::render_text(&report, color)
+        }
+    };
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(text.as_bytes());
+    let _ = out.flush();
+    report.status.exit_code()
+}
+
+/// `check`: the troubleshooting article as one command.
+pub async fn check(args: CheckArgs) -> anyhow::Result<i32> {
+    logging::init(check_log_level(args.exporter.log_level), args.exporter.log_format);
+    let config = args.exporter.resolve(&|k| std::env::var(k).ok())?;
+    Ok(run_check(&prober(&config), args.output).await)
+}
+
+/// `demo`: a simulated EC2 instance on loopback and the exporter pointed at it
+/// (or, with `--check`, one `check` against it).
+pub async fn demo(args: DemoArgs) -> anyhow::Result<i32> {
+    let level = if args.check { check_log_level(args.exporter.log_level) } else { args.exporter.log_level };
+    logging::init(level, args.exporter.log_format);
     let scenario = sim::scenario::by_name(&args.scenario).map_err(anyhow::Error::msg)?;
     let simulator = Simulator::start(scenario.imds.clone(), scenario.ntp.clone(), sim::Listen::default())
         .await
@@ -68,6 +101,12 @@ pub async fn demo(args: DemoArgs) -> anyhow::Result<()> {
     exporter_args.ntp_ipv6 = false;
     // The demo is hermetic: the caller's AWS_* variables must not point it elsewhere.
     let config = exporter_args.resolve(&|_| None)?;
+    if args.check {
+        let prober = prober(&config).with_host(Arc::new(scenario.host()));
+        let code = run_check(&prober, args.output).await;
+        simulator.stop().await;
+        return Ok(code);
+    }
     let listener = bind(&config).await?;
     let addr = listener.local_addr()?;
     // A closed stdout (piped into `head`) must not stop the demo: ignore write errors.
@@ -82,11 +121,10 @@ pub async fn demo(args: DemoArgs) -> anyhow::Result<()> {
     drop(out);
     // The simulated instance has its own kernel clock state, so the demo does
     // not depend on whether this machine runs a time daemon.
-    let kernel = scenario.kernel;
-    let prober = prober(&config).with_kernel_clock(Arc::new(move || Ok(kernel)));
+    let prober = prober(&config).with_host(Arc::new(scenario.host()));
     server::run(listener, exporter_with(&config, prober), shutdown_signal()).await;
     simulator.stop().await;
-    Ok(())
+    Ok(0)
 }
 
 /// `simulate`: only the simulated instance (tests run it inside network namespaces).

@@ -40,6 +40,9 @@ pub struct Cli {
 pub enum Command {
     /// Serve metrics (the default).
     Serve(ExporterArgs),
+    /// Run every troubleshooting check once, print the findings and exit
+    /// (0 all OK, 1 warnings, 2 failures).
+    Check(CheckArgs),
     /// Run a simulated EC2 instance on loopback and the exporter pointed at it.
     Demo(DemoArgs),
     /// Run only the simulated EC2 instance (used by tests inside network namespaces).
@@ -94,12 +97,39 @@ pub struct ExporterArgs {
     pub log_format: LogFormat,
 }
 
+/// Report format of `check`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum OutputFormat {
+    /// One line per check, remedies indented below.
+    #[default]
+    Text,
+    /// The JSON report (stable schema, see README).
+    Json,
+}
+
+/// Flags of `check`.
+#[derive(Debug, Args, Clone)]
+pub struct CheckArgs {
+    /// Report format.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
+    /// The exporter's flags: the checks run with the same configuration.
+    #[command(flatten)]
+    pub exporter: ExporterArgs,
+}
+
 /// Flags of `demo`.
 #[derive(Debug, Args, Clone)]
 pub struct DemoArgs {
-    /// Failure to simulate (see `--help` of the scenario list in README).
+    /// Failure to simulate (see the scenario list in README).
     #[arg(long, default_value = "healthy", value_name = "NAME")]
     pub scenario: String,
+    /// Instead of serving, run `check` once against the simulated instance and exit.
+    #[arg(long)]
+    pub check: bool,
+    /// Report format with --check.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
     /// Exporter flags; IMDS endpoints are replaced by the simulator's.
     #[command(flatten)]
     pub exporter: ExporterArgs,

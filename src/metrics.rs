@@ -287,6 +287,11 @@ fn clock_families(f: &mut Families, s: &Snapshot) {
         "Datagrams received while waiting for a reply that were not the reply (other source, wrong origin timestamp, too short).",
         servers.iter().map(|r| (vec![("server", r.server.as_str())], r.ignored_packets_total as f64)),
     );
+    f.gauge(
+        "aws_clock_amazon_time_sync_configured",
+        "1 when a chrony, ntpd or systemd-timesyncd configuration file names the Amazon Time Sync Service (169.254.169.123 or fd00:ec2::123).",
+        [(vec![], bool_value(!s.time_sync.amazon_time_sync.is_empty()))],
+    );
     if let Ok(k) = &s.kernel {
         f.gauge(
             "aws_clock_synchronized",
@@ -344,6 +349,7 @@ mod tests {
             imds: Arc::new(ImdsReport { observation: obs, stats, probed_at: None, duration: Duration::from_millis(3) }),
             ntp: Arc::default(),
             kernel: Err("not read in tests".into()),
+            time_sync: Arc::default(),
             process: vec![],
         }
     }

@@ -14,9 +14,11 @@ use chrono::{DateTime, Utc};
 use prometheus::core::Collector;
 use prometheus::proto::MetricFamily;
 
-use crate::clock::{self, KernelClock};
+use crate::clock::KernelClock;
+use crate::host::{Host, RealHost};
 use crate::imds::{ImdsClient, ImdsObservation, ImdsStats};
 use crate::ntp::{NtpProbe, NtpReport};
+use crate::timesync::TimeSyncConfig;
 
 /// One IMDS probe and the client's counters as they were right after it.
 #[derive(Debug, Clone, Default)]
@@ -52,6 +54,8 @@ pub struct Snapshot {
     pub ntp: Arc<NtpRound>,
     /// The kernel's clock state (`adjtimex`), read with the snapshot; the error if unreadable.
     pub kernel: Result<KernelClock, String>,
+    /// Time daemon configuration (rescanned at most every [`TIME_SYNC_INTERVAL`]).
+    pub time_sync: Arc<TimeSyncConfig>,
     /// Process metrics of the exporter itself (`process_*`).
     pub process: Vec<MetricFamily>,
 }
@@ -101,29 +105,36 @@ impl<T> Slot<T> {
     }
 }
 
-/// Reads the kernel clock state; [`clock::read`] except in the simulator.
-pub type KernelClockSource = Arc<dyn Fn() -> Result<KernelClock, String> + Send + Sync>;
-
 /// Owns the probes and their slots.
 pub struct Prober {
     imds: Arc<ImdsClient>,
     imds_slot: Slot<ImdsReport>,
     ntp: NtpProbe,
     ntp_slot: Slot<NtpRound>,
-    kernel: KernelClockSource,
+    host: Arc<dyn Host>,
+    time_sync_slot: Slot<TimeSyncConfig>,
 }
+
+/// Time daemon configuration changes rarely: rescan at most this often.
+pub const TIME_SYNC_INTERVAL: Duration = Duration::from_secs(60);
 
 impl Prober {
     /// A prober that probes IMDS at most every `imds_interval` and NTP
     /// servers at most every `ntp_interval` (the NTP probe's own poll interval).
     pub fn new(imds: ImdsClient, imds_interval: Duration, ntp: NtpProbe, ntp_interval: Duration) -> Self {
-        let kernel: KernelClockSource = Arc::new(|| clock::read().map_err(|e| format!("adjtimex failed: {e}")));
-        Self { imds: Arc::new(imds), imds_slot: Slot::new(imds_interval), ntp, ntp_slot: Slot::new(ntp_interval), kernel }
+        Self {
+            imds: Arc::new(imds),
+            imds_slot: Slot::new(imds_interval),
+            ntp,
+            ntp_slot: Slot::new(ntp_interval),
+            host: Arc::new(RealHost::default()),
+            time_sync_slot: Slot::new(TIME_SYNC_INTERVAL),
+        }
     }
 
-    /// Replaces where the kernel clock state comes from (the simulated instance's clock in `demo`).
-    pub fn with_kernel_clock(mut self, source: KernelClockSource) -> Self {
-        self.kernel = source;
+    /// Replaces the machine the probes read locally (a simulated instance in `demo`).
+    pub fn with_host(mut self, host: Arc<dyn Host>) -> Self {
+        self.host = host;
         self
     }
 
@@ -135,15 +146,19 @@ impl Prober {
     /// A snapshot whose probes finished no later than `deadline` (a probe still
     /// running then is abandoned and reported as failed, keeping last known values).
     pub async fn snapshot(&self, deadline: Instant) -> Snapshot {
-        let (imds, ntp) = tokio::join!(
+        let host = self.host.clone();
+        let (imds, ntp, time_sync) = tokio::join!(
             self.imds_slot.get(deadline, |prev| probe_imds(&self.imds, prev, deadline)),
             self.ntp_slot.get(deadline, |_| probe_ntp(&self.ntp, deadline)),
+            self.time_sync_slot
+                .get(deadline, |_| async move { tokio::task::spawn_blocking(move || host.time_sync_config()).await.unwrap_or_default() }),
         );
         Snapshot {
             taken_at: Utc::now(),
             imds: imds.unwrap_or_default(),
             ntp: ntp.unwrap_or_default(),
-            kernel: (self.kernel)(),
+            kernel: self.host.kernel_clock(),
+            time_sync: time_sync.unwrap_or_default(),
             process: process_metrics(),
         }
     }

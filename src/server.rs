@@ -12,8 +12,8 @@ use hyper::{Method, Request, Response};
 use tokio::net::TcpListener;
 
 use crate::http::{response, serve};
-use crate::metrics;
 use crate::probe::Prober;
+use crate::{metrics, report};
 
 /// Probe deadline when Prometheus sends no scrape timeout (curl, browsers).
 pub const DEFAULT_SCRAPE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -43,7 +43,15 @@ async fn handle(exporter: Arc<Exporter>, req: Request<Incoming>) -> Response<Ful
         return metrics_page(&exporter, &req).await;
     }
     match path {
-        "/" => response(200, "text/html; charset=utf-8", landing_page(&exporter.telemetry_path)),
+        "/" | "/check.json" => {
+            let deadline = Instant::now() + DEFAULT_SCRAPE_TIMEOUT.saturating_sub(TIMEOUT_OFFSET);
+            let report = report::build(&exporter.prober.snapshot(deadline).await);
+            if path == "/" {
+                response(200, "text/html; charset=utf-8", report::render_html(&report, &exporter.telemetry_path))
+            } else {
+                response(200, "application/json", report::render_json(&report))
+            }
+        }
         "/-/healthy" | "/-/ready" => response(200, "text/plain; charset=utf-8", "OK\n"),
         _ => response(404, "text/plain; charset=utf-8", "not found\n"),
     }
@@ -82,13 +90,6 @@ fn accepts_gzip(req: &Request<Incoming>) -> bool {
         let q_zero = parts.any(|p| matches!(p.trim(), "q=0" | "q=0.0" | "q=0.00" | "q=0.000"));
         name.eq_ignore_ascii_case("gzip") && !q_zero
     })
-}
-
-fn landing_page(telemetry_path: &str) -> String {
-    format!(
-        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>AWS credentials exporter</title></head>\n<body>\n<h1>AWS credentials exporter</h1>\n<p>Warns before AWS SDKs fail with ExpiredToken: credential expiry, IMDS health, clock and credential chain.</p>\n<ul>\n<li><a href=\"{telemetry_path}\">Metrics</a></li>\n<li><a href=\"/-/healthy\">Health</a></li>\n</ul>\n<p>Version {}</p>\n</body></html>\n",
-        metrics::VERSION
-    )
 }
 
 #[cfg(test)]

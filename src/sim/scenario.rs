@@ -4,6 +4,8 @@ use std::time::Duration;
 
 use super::ntp::NtpSpec;
 use crate::clock::KernelClock;
+use crate::host::SimulatedHost;
+use crate::timesync::TimeSyncConfig;
 
 /// How the simulated IMDS answers the token PUT.
 #[derive(Debug, Clone, PartialEq)]
@@ -121,6 +123,21 @@ pub const UNSYNCED_KERNEL: KernelClock = KernelClock {
     tai_offset_seconds: 0.0,
     status: 0x0040, // STA_UNSYNC
 };
+
+impl Scenario {
+    /// The simulated instance's local state. A synchronised kernel clock comes
+    /// with chrony configured for the Amazon Time Sync Service, an
+    /// unsynchronised one with no time daemon at all.
+    pub fn host(&self) -> SimulatedHost {
+        let time_sync = if self.kernel.synchronized {
+            let conf = std::path::PathBuf::from("/etc/chrony/chrony.conf");
+            TimeSyncConfig { files: vec![conf.clone()], amazon_time_sync: vec![conf] }
+        } else {
+            TimeSyncConfig::default()
+        };
+        SimulatedHost { kernel: self.kernel, time_sync }
+    }
+}
 
 /// Every scenario, in the order the README lists them.
 pub fn all() -> Vec<Scenario> {
