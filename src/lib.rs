@@ -11,6 +11,9 @@
 //! - [`config`]: flags and the AWS SDK environment variables, validated once at start.
 //! - [`imds`]: the IMDS client (token, retries, role discovery, credential
 //!   document) -> [`imds::ImdsObservation`]; its counters in [`imds::stats`].
+//! - [`chain`]: the credential provider chain an SDK would walk for the exporter
+//!   or another process (environment, Java system properties, profile files,
+//!   web identity, container, instance profile) -> [`chain::ChainObservation`].
 //! - [`probe`]: runs the probes when scraped, at most once per minimum interval
 //!   (single flight), and assembles a [`probe::Snapshot`].
 //! - [`metrics`]: Snapshot -> Prometheus text; the only module that knows metric names.
@@ -23,6 +26,7 @@
 
 pub mod app;
 pub mod backoff;
+pub mod chain;
 pub mod config;
 pub mod http;
 pub mod imds;
