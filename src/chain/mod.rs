@@ -1501,3 +1501,5 @@ pub(crate) mod test_support {
     }
 }
 
+#[cfg(test)]
+mod tests;
