@@ -1091,7 +1091,8 @@ impl<'a> Ctx<'a> {
             );
         }
         // TOKENS = ['aws_security_token', 'aws_session_token']
-        let token = ["aws_security_token", "aws_session_token"].into_iter().find(|k| s.has(k));
+        // The first key present wins even when empty; an empty token signs nothing (`if credentials.token:`).
+        let token = ["aws_security_token", "aws_session_token"].into_iter().find(|k| s.has(k)).filter(|k| s.non_empty(k));
         let file = shown.map(|f| f.display().to_string()).unwrap_or_default();
         let detail = format!("profile {name:?} in {file}: static keys{}", token.map(|t| format!(" with {t}")).unwrap_or_default());
         static_profile_eval(s, token, detail)
