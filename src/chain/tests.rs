@@ -832,10 +832,17 @@ fn process_target_is_read_from_proc() {
         .env("NO_PROXY", "169.254.0.0/16")
         .env("UNRELATED_SECRET", "dropme")
         .stdin(Stdio::piped())
-        .stdout(Stdio::null())
+        .stdout(Stdio::piped())
         .spawn()
         .expect("spawn /bin/sh");
     let pid = child.id();
+    // `spawn` can return before the child has exec'd; once the shell answers, its
+    // command line and environment are the ones under test.
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(b"echo ready\n").unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.take().unwrap()), &mut line).unwrap();
+    assert_eq!(line, "ready\n");
     let result = std::panic::catch_unwind(|| {
         let found = find_processes(&regex::Regex::new(&regex::escape(&marker)).unwrap());
         assert_eq!(found.iter().map(|(p, _)| *p).collect::<Vec<_>>(), vec![pid], "{found:?}");
@@ -858,7 +865,8 @@ fn process_target_is_read_from_proc() {
         let py = evaluate(Sdk::Python, &env, Some(true), now());
         assert_eq!(py.active, Provider::InstanceProfile, "botocore reads no system properties: {py:#?}");
     });
-    let _ = child.stdin.take().map(|mut s| s.write_all(b"exit 0\n"));
+    let _ = stdin.write_all(b"exit 0\n");
+    drop(stdin);
     let _ = child.kill();
     let _ = child.wait();
     if let Err(panic) = result {
