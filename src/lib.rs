@@ -15,6 +15,9 @@
 //!   with kiss-o'-death backoff -> [`ntp::NtpReport`].
 //! - [`clock`]: the kernel clock state (`adjtimex`, read-only) -> [`clock::KernelClock`];
 //!   the only module with `unsafe` code.
+//! - [`chain`]: the credential provider chain an SDK would walk for the exporter
+//!   or another process (environment, Java system properties, profile files,
+//!   web identity, container, instance profile) -> [`chain::ChainObservation`].
 //! - [`probe`]: runs the probes when scraped, at most once per minimum interval
 //!   (single flight), and assembles a [`probe::Snapshot`].
 //! - [`metrics`]: Snapshot -> Prometheus text; the only module that knows metric names.
@@ -28,6 +31,7 @@
 
 pub mod app;
 pub mod backoff;
+pub mod chain;
 pub mod clock;
 pub mod config;
 pub mod host;

@@ -1,0 +1,376 @@
+//! The shared config and credentials files (`~/.aws/config`, `~/.aws/credentials`),
+//! parsed with the profile rules the SDKs share:
+//!
+//! - config file: `[profile NAME]` and `[default]` are profiles (`[profile default]`
+//!   wins over `[default]`), `[sso-session NAME]` are SSO sessions, other sections
+//!   are not profiles (botocore `configloader.build_profile_map`, SDK for Java v2
+//!   `ProfileFileReader`);
+//! - credentials file: every `[NAME]` is a profile, taken literally;
+//! - a profile in both files is merged, the credentials file's keys winning
+//!   (botocore `Session.full_config`, SDK for Java v2 `ProfileFile.aggregator`).
+//!
+//! The INI syntax is parsed by `rust-ini` (crate `rust-ini`, module `ini`):
+//! maintained since 2014, widely used, and configurable to match Python's
+//! `RawConfigParser` where botocore depends on it: no quote or escape
+//! processing, no inline comments, `=` or `:` as delimiter, indented
+//! continuation lines (the nested `s3 =` blocks of `~/.aws/config`).
+//! `configparser` was the alternative; it lowercases section names, which
+//! would merge profiles the SDKs keep apart.
+
+use std::collections::BTreeMap;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, NaiveDateTime, Utc};
+use zeroize::Zeroizing;
+
+use super::env::{MAX_CONFIG_FILE, Value, read_capped};
+use super::{ChainError, ErrorReason};
+
+/// Keys that hold secrets (or may: a `credential_process` command line can carry
+/// one); access key ids are hidden too, only their last four characters are shown.
+pub const SECRET_KEYS: [&str; 5] =
+    ["aws_access_key_id", "aws_secret_access_key", "aws_session_token", "aws_security_token", "credential_process"];
+
+/// Keys that credential tools write next to temporary keys to say when they
+/// expire; no SDK reads them, so the exporter is the only one to warn. In order of preference:
+/// - `x_security_token_expires`: saml2aws (`pkg/awsconfig`, RFC 3339), okta-aws-cli
+///   (`--expiry-aws-variables`), gimme-aws-creds;
+/// - `aws_expiration`: clisso (`aws/aws.go`, RFC 3339);
+/// - `expiration`: aws-mfa (broamski, `%Y-%m-%d %H:%M:%S` in UTC).
+pub const EXPIRY_KEYS: [&str; 3] = ["x_security_token_expires", "aws_expiration", "expiration"];
+
+/// The keys of one profile, secrets as [`Value::Secret`].
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Section {
+    /// Key (lowercased, as Python's `RawConfigParser` does) to value.
+    pub values: BTreeMap<String, Value>,
+}
+
+impl Section {
+    /// The value of `key`, set (possibly empty) or not.
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.values.get(key).map(Value::expose)
+    }
+
+    /// Whether `key` is present at all (botocore tests `key in profile`).
+    pub fn has(&self, key: &str) -> bool {
+        self.values.contains_key(key)
+    }
+
+    /// `key` is present with a non-blank value.
+    pub fn non_empty(&self, key: &str) -> bool {
+        self.get(key).is_some_and(|v| !v.trim().is_empty())
+    }
+
+    /// Expiry written by a credential tool (see [`EXPIRY_KEYS`]): the key it was
+    /// read from and the time, or why the value could not be read.
+    pub fn expiry(&self) -> Option<(&'static str, Result<DateTime<Utc>, String>)> {
+        EXPIRY_KEYS.iter().find_map(|key| self.get(key).map(|v| (*key, parse_expiry(v))))
+    }
+
+    fn merge_from(&mut self, other: &Section) {
+        for (k, v) in &other.values {
+            self.values.insert(k.clone(), v.clone());
+        }
+    }
+}
+
+/// Parses the timestamps credential tools write: RFC 3339, `+0000` offsets, and
+/// zone-less `YYYY-MM-DD[ T]HH:MM:SS[.f]` taken as UTC (aws-mfa writes `utcnow()` that way).
+pub fn parse_expiry(value: &str) -> Result<DateTime<Utc>, String> {
+    let v = value.trim();
+    if let Ok(t) = DateTime::parse_from_rfc3339(v) {
+        return Ok(t.with_timezone(&Utc));
+    }
+    for format in ["%Y-%m-%dT%H:%M:%S%.f%z", "%Y-%m-%d %H:%M:%S%.f%z"] {
+        if let Ok(t) = DateTime::parse_from_str(v, format) {
+            return Ok(t.with_timezone(&Utc));
+        }
+    }
+    for format in ["%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M:%S%.f"] {
+        if let Ok(t) = NaiveDateTime::parse_from_str(v, format) {
+            return Ok(t.and_utc());
+        }
+    }
+    Err(format!("not a timestamp: {:?}", v.chars().take(40).collect::<String>()))
+}
+
+/// One parsed INI file.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct IniFile {
+    /// Path as the process names it (for messages).
+    pub path: PathBuf,
+    /// Sections by their literal name, duplicates merged (later keys win, as in SDK for Java v2).
+    pub sections: BTreeMap<String, Section>,
+    /// Sections or keys that appear twice: Python's strict `RawConfigParser` refuses
+    /// the file (`DuplicateSectionError`), so botocore fails with `ConfigParseError`.
+    pub duplicates: Vec<String>,
+    /// Keys before the first section header: botocore fails (`MissingSectionHeaderError`).
+    pub keys_outside_sections: bool,
+}
+
+impl IniFile {
+    /// Reads `host_path` (where the exporter finds the file); `Ok(None)` when it
+    /// does not exist or is not a file, which every SDK treats as "no profiles".
+    pub fn load(host_path: &Path, shown: &Path) -> Result<Option<IniFile>, ChainError> {
+        let text = match read_capped(host_path, MAX_CONFIG_FILE) {
+            Ok(bytes) => bytes,
+            // botocore `raw_config_parse`: `os.path.isfile` false -> ConfigNotFound -> no profiles.
+            Err(e) if matches!(e.kind(), io::ErrorKind::NotFound | io::ErrorKind::IsADirectory | io::ErrorKind::InvalidInput) => {
+                return Ok(None);
+            }
+            Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
+                return Err(ChainError::new(
+                    ErrorReason::PermissionDenied,
+                    format!(
+                        "cannot read {}: permission denied; run the exporter as the application's user (or with CAP_DAC_READ_SEARCH and CAP_SYS_PTRACE)",
+                        shown.display()
+                    ),
+                ));
+            }
+            Err(e) => return Err(ChainError::new(ErrorReason::Io, format!("cannot read {}: {e}", shown.display()))),
+        };
+        let text = std::str::from_utf8(&text).map_err(|_| {
+            ChainError::new(ErrorReason::Malformed, format!("{} is not UTF-8 text; botocore fails to parse it", shown.display()))
+        })?;
+        Self::parse(text, shown).map(Some)
+    }
+
+    /// Parses INI text; `shown` names the file in errors.
+    pub fn parse(text: &str, shown: &Path) -> Result<IniFile, ChainError> {
+        // Python and SDK for Java v2 both take any line whose first non-blank
+        // character is `#` or `;` as a comment; rust-ini only at column 1. Blank
+        // such lines (keeping line numbers) rather than refuse the file.
+        let mut cleaned = Zeroizing::new(String::with_capacity(text.len()));
+        for line in text.lines() {
+            let trimmed = line.trim_start();
+            if !(trimmed.starts_with('#') || trimmed.starts_with(';')) {
+                cleaned.push_str(line);
+            }
+            cleaned.push('\n');
+        }
+        let options = ini::ParseOption {
+            enabled_quote: false,
+            enabled_escape: false,
+            enabled_indented_mutiline_value: true,
+            enabled_preserve_key_leading_whitespace: false,
+        };
+        let parsed = ini::Ini::load_from_str_opt(&cleaned, options)
+            .map_err(|e| ChainError::new(ErrorReason::Malformed, format!("{} is not a valid profile file: {e}", shown.display())))?;
+
+        let mut file = IniFile { path: shown.to_path_buf(), ..Default::default() };
+        // Consume the parse so values move (not copy) into `Value`, whose secrets are zeroed on drop.
+        for (name, properties) in parsed {
+            let Some(name) = name else {
+                file.keys_outside_sections |= !properties.is_empty();
+                continue;
+            };
+            let mut section = Section::default();
+            for (key, value) in properties {
+                let key = key.trim().to_ascii_lowercase();
+                let secret = SECRET_KEYS.contains(&key.as_str());
+                if section.values.insert(key.clone(), Value::new(value, secret)).is_some() {
+                    file.duplicates.push(format!("[{name}] {key}"));
+                }
+            }
+            match file.sections.get_mut(&name) {
+                Some(existing) => {
+                    file.duplicates.push(format!("[{name}]"));
+                    existing.merge_from(&section);
+                }
+                None => {
+                    file.sections.insert(name, section);
+                }
+            }
+        }
+        Ok(file)
+    }
+
+    /// Profiles of a config file: `[profile NAME]` and `[default]`.
+    pub fn config_profiles(&self) -> BTreeMap<String, Section> {
+        let mut out = BTreeMap::new();
+        if let Some(default) = self.sections.get("default") {
+            out.insert("default".to_string(), default.clone());
+        }
+        // `[profile default]` replaces `[default]` (SDK for Java v2 ProfileFileReader).
+        for (name, section) in &self.sections {
+            if let Some(profile) = prefixed(name, "profile") {
+                out.insert(profile, section.clone());
+            }
+        }
+        out
+    }
+
+    /// `[sso-session NAME]` sections of a config file.
+    pub fn sso_sessions(&self) -> BTreeMap<String, Section> {
+        self.sections.iter().filter_map(|(name, s)| prefixed(name, "sso-session").map(|n| (n, s.clone()))).collect()
+    }
+}
+
+/// `NAME` of a `PREFIX NAME` section header; botocore splits the header with
+/// `shlex`, so `[profile "a b"]` names profile `a b` and `[profilex]` is not a profile.
+fn prefixed(section: &str, prefix: &str) -> Option<String> {
+    let rest = section.strip_prefix(prefix)?;
+    if !rest.starts_with(char::is_whitespace) {
+        return None;
+    }
+    let rest = rest.trim();
+    for quote in ['"', '\''] {
+        if let Some(inner) = rest.strip_prefix(quote).and_then(|r| r.strip_suffix(quote)) {
+            return (!inner.is_empty()).then(|| inner.to_string());
+        }
+    }
+    (!rest.is_empty() && !rest.contains(char::is_whitespace)).then(|| rest.to_string())
+}
+
+/// The two shared files of one process, as one SDK locates them.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SharedFiles {
+    /// The config file (`AWS_CONFIG_FILE`, default `~/.aws/config`); `None` when absent.
+    pub config: Option<IniFile>,
+    /// The credentials file (`AWS_SHARED_CREDENTIALS_FILE`, default `~/.aws/credentials`); `None` when absent.
+    pub credentials: Option<IniFile>,
+}
+
+impl SharedFiles {
+    /// Profiles of the config file.
+    pub fn config_profiles(&self) -> BTreeMap<String, Section> {
+        self.config.as_ref().map(IniFile::config_profiles).unwrap_or_default()
+    }
+
+    /// Profiles of the credentials file, by literal section name.
+    pub fn credentials_profiles(&self) -> BTreeMap<String, Section> {
+        self.credentials.as_ref().map(|f| f.sections.clone()).unwrap_or_default()
+    }
+
+    /// Both files' profiles merged, the credentials file's keys winning.
+    pub fn profiles(&self) -> BTreeMap<String, Section> {
+        let mut merged = self.config_profiles();
+        for (name, section) in self.credentials_profiles() {
+            merged.entry(name).or_default().merge_from(&section);
+        }
+        merged
+    }
+
+    /// `[sso-session NAME]` sections of the config file.
+    pub fn sso_sessions(&self) -> BTreeMap<String, Section> {
+        self.config.as_ref().map(IniFile::sso_sessions).unwrap_or_default()
+    }
+
+    /// Why botocore would refuse to parse one of the files (strict `RawConfigParser`).
+    pub fn python_parse_error(&self) -> Option<String> {
+        [&self.config, &self.credentials].into_iter().flatten().find_map(|f| {
+            if f.keys_outside_sections {
+                Some(format!("{} has keys before its first [section]", f.path.display()))
+            } else {
+                f.duplicates.first().map(|d| format!("{} defines {d} twice", f.path.display()))
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SECRET: &str = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYSECRETKEY";
+
+    fn parse(text: &str) -> IniFile {
+        IniFile::parse(text, Path::new("/home/u/.aws/config")).unwrap()
+    }
+
+    #[test]
+    fn config_sections_follow_the_profile_rules() {
+        let file = parse(
+            "[default]\nregion = eu-west-1\n\n[profile dev]\nrole_arn = arn:aws:iam::1:role/dev\nsource_profile = default\n\
+             [preview]\nx = 1\n[profilex]\ny = 2\n[sso-session corp]\nsso_start_url = https://corp.awsapps.com/start\n\
+             [profile   spaced]\nregion=a\n[profile \"quoted name\"]\nregion=b\n",
+        );
+        let profiles = file.config_profiles();
+        assert_eq!(profiles.keys().collect::<Vec<_>>(), ["default", "dev", "quoted name", "spaced"]);
+        assert_eq!(profiles["dev"].get("source_profile"), Some("default"));
+        assert_eq!(file.sso_sessions().keys().collect::<Vec<_>>(), ["corp"]);
+    }
+
+    #[test]
+    fn profile_default_wins_over_default_in_the_config_file() {
+        let file = parse("[profile default]\nregion = b\n[default]\nregion = a\n");
+        assert_eq!(file.config_profiles()["default"].get("region"), Some("b"));
+    }
+
+    #[test]
+    fn credentials_file_keys_win_when_merged() {
+        let files = SharedFiles {
+            config: Some(parse("[profile app]\nregion = a\naws_access_key_id = AKIACONFIG\n")),
+            credentials: Some(parse(&format!(
+                "[app]\naws_access_key_id = AKIACREDS\naws_secret_access_key = {SECRET}\n[profile app]\nregion = literal\n"
+            ))),
+        };
+        let merged = files.profiles();
+        assert_eq!(merged["app"].get("aws_access_key_id"), Some("AKIACREDS"));
+        assert_eq!(merged["app"].get("region"), Some("a"));
+        assert!(merged.contains_key("profile app"), "credentials file names are literal");
+        assert!(matches!(merged["app"].values["aws_secret_access_key"], Value::Secret(_)));
+        assert!(!format!("{files:?}").contains(SECRET));
+    }
+
+    #[test]
+    fn parses_like_python_raw_config_parser() {
+        let file = parse(
+            "# comment\n  ; indented comment\n[Default]\nAWS_Access_Key_ID : AKIA1\nvalue = has # no inline comment\n\
+             path = C:\\Users\\x \"quoted\"\ns3 =\n  addressing_style = path\n  max_concurrent_requests = 20\nregion = eu-west-1\n",
+        );
+        let s = &file.sections["Default"];
+        assert_eq!(s.get("aws_access_key_id"), Some("AKIA1"), "keys are lowercased, ':' is a delimiter");
+        assert_eq!(s.get("value"), Some("has # no inline comment"));
+        assert_eq!(s.get("path"), Some("C:\\Users\\x \"quoted\""), "no escapes, no quote stripping");
+        assert!(s.get("s3").is_some_and(|v| v.contains("addressing_style")), "nested block stays one value");
+        assert_eq!(s.get("region"), Some("eu-west-1"));
+        assert!(!file.sections.contains_key("default"), "section names are case-sensitive");
+    }
+
+    #[test]
+    fn duplicates_and_orphan_keys_are_noted_for_botocore() {
+        let file = parse("[a]\nx = 1\n[a]\nx = 2\n");
+        assert_eq!(file.sections["a"].get("x"), Some("2"));
+        assert!(!file.duplicates.is_empty());
+        let files = SharedFiles { config: Some(file), credentials: None };
+        assert!(files.python_parse_error().unwrap().contains("twice"));
+        let orphan = parse("x = 1\n[a]\ny = 2\n");
+        assert!(orphan.keys_outside_sections);
+    }
+
+    #[test]
+    fn malformed_files_are_an_error_without_their_content() {
+        let err = IniFile::parse(&format!("[a]\naws_secret_access_key = {SECRET}\n[broken\n"), Path::new("/c")).unwrap_err();
+        assert_eq!(err.reason, ErrorReason::Malformed);
+        assert!(!err.to_string().contains(SECRET));
+    }
+
+    #[test]
+    fn missing_files_are_no_profiles() {
+        assert_eq!(IniFile::load(Path::new("/nonexistent/.aws/credentials"), Path::new("~/.aws/credentials")).unwrap(), None);
+        assert_eq!(IniFile::load(Path::new("/"), Path::new("/")).unwrap(), None, "a directory is no file");
+        assert_eq!(IniFile::load(Path::new("/dev/zero"), Path::new("/dev/zero")).unwrap(), None, "a device is never read");
+    }
+
+    #[test]
+    fn expiry_fields_written_by_tools_parse() {
+        let cases = [
+            ("x_security_token_expires = 2026-11-28T23:00:00+01:00", "x_security_token_expires", "2026-11-28T22:00:00+00:00"),
+            ("aws_expiration = 2026-11-28T22:00:00Z", "aws_expiration", "2026-11-28T22:00:00+00:00"),
+            ("expiration = 2026-11-28 22:00:00", "expiration", "2026-11-28T22:00:00+00:00"),
+            ("x_security_token_expires = 2026-11-28T22:00:00+0000", "x_security_token_expires", "2026-11-28T22:00:00+00:00"),
+        ];
+        for (line, key, want) in cases {
+            let file = parse(&format!("[p]\n{line}\n"));
+            let (k, t) = file.sections["p"].expiry().unwrap();
+            assert_eq!((k, t.unwrap().to_rfc3339()), (key, want.to_string()), "{line}");
+        }
+        let file = parse("[p]\nexpiration = soon\n");
+        assert!(file.sections["p"].expiry().unwrap().1.is_err());
+        let both = parse("[p]\nexpiration = 2020-01-01 00:00:00\nx_security_token_expires = 2030-01-01T00:00:00Z\n");
+        assert_eq!(both.sections["p"].expiry().unwrap().0, "x_security_token_expires");
+    }
+}
