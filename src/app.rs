@@ -7,6 +7,7 @@ use std::time::Instant;
 use anyhow::Context;
 use tokio::net::TcpListener;
 
+use crate::chain::ChainProbe;
 use crate::config::{CheckArgs, Config, DemoArgs, ExporterArgs, LogLevel, OutputFormat, SimulateArgs};
 use crate::http::shutdown_signal;
 use crate::imds::ImdsClient;
@@ -21,7 +22,13 @@ pub const DEMO_LISTEN: &str = "127.0.0.1:10169";
 
 /// The probes of a validated configuration.
 pub fn prober(config: &Config) -> Prober {
-    Prober::new(ImdsClient::new(config.imds.clone()), config.probe_min_interval, NtpProbe::new(config.ntp.clone()), config.ntp.min_interval)
+    Prober::new(
+        ImdsClient::new(config.imds.clone()),
+        config.probe_min_interval,
+        NtpProbe::new(config.ntp.clone()),
+        config.ntp.min_interval,
+        ChainProbe::new(config.chain.clone()),
+    )
 }
 
 /// Builds the exporter's shared state from a validated configuration.

@@ -11,6 +11,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use reqwest::Url;
 
+use crate::chain::{ChainConfig, ProcessTarget, SELF_TARGET, Sdk};
 use crate::ntp::NtpConfig;
 
 /// IMDS address in `IPv4` endpoint mode (botocore `utils.py`: `METADATA_ENDPOINT`).
@@ -89,6 +90,12 @@ pub struct ExporterArgs {
     /// Minimum time between two queries of one NTP server (doubled by RATE kiss-o'-death replies).
     #[arg(long = "ntp.min-interval", default_value = "15s", value_name = "DURATION")]
     pub ntp_min_interval: String,
+    /// Whose default credential chain to emulate: java-v2, java-v1 or python (botocore).
+    #[arg(long = "chain.sdk", default_value = "java-v2", value_name = "SDK")]
+    pub chain_sdk: String,
+    /// Also evaluate the chain of processes matching [NAME=]REGEX (process name or command line), e.g. `java` (repeatable).
+    #[arg(long = "chain.process", value_name = "[NAME=]REGEX")]
+    pub chain_processes: Vec<String>,
     /// Only log messages with the given severity or above.
     #[arg(long = "log.level", value_enum, default_value_t = LogLevel::Info)]
     pub log_level: LogLevel,
@@ -191,6 +198,8 @@ pub struct Config {
     pub probe_min_interval: Duration,
     /// NTP probe settings.
     pub ntp: NtpConfig,
+    /// Credential chain probe settings.
+    pub chain: ChainConfig,
 }
 
 /// Validated IMDS client settings.
@@ -274,13 +283,23 @@ impl ExporterArgs {
         }
         let probe_min_interval =
             parse_duration(&self.probe_min_interval).map_err(|r| ConfigError::new("--probe.min-interval", &self.probe_min_interval, r))?;
-        Ok(Config {
-            listen,
-            telemetry_path: self.telemetry_path.clone(),
-            imds: self.resolve_imds(env)?,
-            probe_min_interval,
-            ntp: self.resolve_ntp()?,
-        })
+        let imds = self.resolve_imds(env)?;
+        let chain = self.resolve_chain(imds.timeout)?;
+        Ok(Config { listen, telemetry_path: self.telemetry_path.clone(), imds, probe_min_interval, ntp: self.resolve_ntp()?, chain })
+    }
+
+    fn resolve_chain(&self, timeout: Duration) -> Result<ChainConfig, ConfigError> {
+        let sdk = Sdk::from_name(&self.chain_sdk)
+            .ok_or_else(|| ConfigError::new("--chain.sdk", &self.chain_sdk, "expected java-v2, java-v1 or python"))?;
+        let mut processes = Vec::new();
+        for spec in &self.chain_processes {
+            let target = ProcessTarget::parse(spec).map_err(|r| ConfigError::new("--chain.process", spec, r))?;
+            if target.name == SELF_TARGET || processes.iter().any(|p: &ProcessTarget| p.name == target.name) {
+                return Err(ConfigError::new("--chain.process", spec, "target names must be unique and not \"self\""));
+            }
+            processes.push(target);
+        }
+        Ok(ChainConfig { sdk, processes, timeout })
     }
 
     fn resolve_ntp(&self) -> Result<NtpConfig, ConfigError> {

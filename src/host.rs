@@ -4,6 +4,9 @@
 
 use std::path::PathBuf;
 
+use regex::Regex;
+
+use crate::chain::{self, ChainError, ProcessEnv};
 use crate::clock::{self, KernelClock};
 use crate::timesync::{self, TimeSyncConfig};
 
@@ -13,6 +16,12 @@ pub trait Host: Send + Sync {
     fn kernel_clock(&self) -> Result<KernelClock, String>;
     /// Time daemon configuration.
     fn time_sync_config(&self) -> TimeSyncConfig;
+    /// The exporter's own environment and home, as a credential chain sees them.
+    fn own_process_env(&self) -> ProcessEnv;
+    /// Processes whose name or command line matches, lowest PID first.
+    fn find_processes(&self, pattern: &Regex) -> Vec<(u32, String)>;
+    /// Another process's environment, Java system properties and home.
+    fn process_env(&self, pid: u32) -> Result<ProcessEnv, ChainError>;
 }
 
 /// This machine.
@@ -36,15 +45,29 @@ impl Host for RealHost {
     fn time_sync_config(&self) -> TimeSyncConfig {
         timesync::scan(&self.root)
     }
+
+    fn own_process_env(&self) -> ProcessEnv {
+        ProcessEnv::current()
+    }
+
+    fn find_processes(&self, pattern: &Regex) -> Vec<(u32, String)> {
+        chain::find_processes(pattern)
+    }
+
+    fn process_env(&self, pid: u32) -> Result<ProcessEnv, ChainError> {
+        ProcessEnv::from_pid(pid)
+    }
 }
 
-/// A simulated instance: fixed answers from a scenario.
+/// A simulated instance: fixed answers from a scenario; it runs no other processes.
 #[derive(Debug, Clone)]
 pub struct SimulatedHost {
     /// Kernel clock state.
     pub kernel: KernelClock,
     /// Time daemon configuration.
     pub time_sync: TimeSyncConfig,
+    /// The environment the exporter (as a sidecar of the application) sees.
+    pub env: ProcessEnv,
 }
 
 impl Host for SimulatedHost {
@@ -54,5 +77,17 @@ impl Host for SimulatedHost {
 
     fn time_sync_config(&self) -> TimeSyncConfig {
         self.time_sync.clone()
+    }
+
+    fn own_process_env(&self) -> ProcessEnv {
+        self.env.clone()
+    }
+
+    fn find_processes(&self, _pattern: &Regex) -> Vec<(u32, String)> {
+        Vec::new()
+    }
+
+    fn process_env(&self, pid: u32) -> Result<ProcessEnv, ChainError> {
+        Err(ChainError::new(chain::ErrorReason::NotFound, format!("process {pid} does not exist on the simulated instance")))
     }
 }

@@ -4,6 +4,9 @@
 use prometheus::TextEncoder;
 use prometheus::proto::{Bucket, Counter, Gauge, Histogram, LabelPair, Metric, MetricFamily, MetricType};
 
+use chrono::{DateTime, Utc};
+
+use crate::chain::{ChainObservation, Provider, TargetReport};
 use crate::imds::{Endpoint, Protocol};
 use crate::ntp::NtpSample;
 use crate::probe::Snapshot;
@@ -28,6 +31,12 @@ impl Families {
     fn add(&mut self, name: &str, help: &str, kind: MetricType, metrics: Vec<Metric>) {
         if metrics.is_empty() {
             return; // the text format has no way to say "no samples yet"
+        }
+        // A name may be fed from several probes (credential expiry from IMDS and
+        // from the chain): one family, one HELP and TYPE line.
+        if let Some(existing) = self.0.iter_mut().find(|f| f.name() == name) {
+            existing.mut_metric().extend(metrics);
+            return;
         }
         let mut f = MetricFamily::default();
         f.set_name(name.to_string());
@@ -91,6 +100,7 @@ fn ts(t: chrono::DateTime<chrono::Utc>) -> f64 {
 pub fn render(s: &Snapshot) -> String {
     let mut f = Families::default();
     imds_families(&mut f, s);
+    chain_families(&mut f, s);
     clock_families(&mut f, s);
     exporter_families(&mut f, s);
     f.0.extend(s.process.iter().cloned());
@@ -201,6 +211,80 @@ fn imds_families(f: &mut Families, s: &Snapshot) {
         "When a probe last read a Code=Success credential document (Unix time); 0 if never.",
         [(vec![], stats.last_success.map_or(0.0, ts))],
     );
+}
+
+fn chain_families(f: &mut Families, s: &Snapshot) {
+    let round = &s.chain;
+    let evaluated: Vec<(&str, &ChainObservation, &TargetReport)> =
+        round.targets.iter().filter_map(|t| t.observation.as_ref().map(|o| (t.target.as_str(), o, t))).collect();
+    f.gauge(
+        "aws_credentials_active_provider",
+        "The provider the SDK's default chain (--chain.sdk) takes credentials from, per target: 1 for the winner, 0 for the other providers of the chain; provider=\"none\" is 1 when the SDK finds no credentials.",
+        evaluated.iter().flat_map(|(t, o, _)| {
+            o.providers
+                .iter()
+                .map(|p| p.provider)
+                .chain(std::iter::once(Provider::None))
+                .map(move |p| (vec![("target", *t), ("provider", p.as_str())], bool_value(o.active == p)))
+        }),
+    );
+    f.gauge(
+        "aws_credentials_provider_present",
+        "1 for every provider of the chain that would supply credentials if the SDK got that far.",
+        evaluated.iter().flat_map(|(t, o, _)| {
+            o.providers.iter().map(move |p| (vec![("target", *t), ("provider", p.provider.as_str())], bool_value(p.usable)))
+        }),
+    );
+    f.gauge(
+        "aws_credentials_instance_profile_shadowed",
+        "1 when IMDS has a role but an earlier provider of the chain wins (or fails first): the instance profile is never used.",
+        evaluated.iter().map(|(t, o, _)| (vec![("target", *t)], bool_value(o.instance_profile_shadowed))),
+    );
+    f.gauge(
+        "aws_credentials_static_session_token",
+        "1 when the winning credentials carry a session token the SDK cannot refresh (environment, system properties, static profile keys): they expire and requests fail with ExpiredToken.",
+        evaluated.iter().map(|(t, o, _)| (vec![("target", *t), ("provider", o.active.as_str())], bool_value(o.static_session_token))),
+    );
+    f.gauge(
+        "aws_imds_proxy_bypass_missing",
+        "1 when HTTP_PROXY/http_proxy is set and NO_PROXY/no_proxy does not cover 169.254.169.254 for botocore or curl (AWS CLI, boto3, shell scripts send IMDS requests to the proxy; the Java SDKs never proxy IMDS).",
+        evaluated.iter().map(|(t, o, _)| (vec![("target", *t)], bool_value(o.proxy_bypass_missing))),
+    );
+    f.gauge(
+        "aws_credentials_chain_processes",
+        "Processes matching the target's --chain.process pattern (the lowest PID is evaluated); 1 for self.",
+        round.targets.iter().map(|t| (vec![("target", t.target.as_str())], t.matched as f64)),
+    );
+    f.counter(
+        "aws_credentials_chain_errors_total",
+        "What the chain probe could not read, by target and reason (permission_denied: run as the process's user or grant CAP_SYS_PTRACE; not_found; malformed; io).",
+        round.errors_total.iter().map(|((t, r), n)| (vec![("target", t.as_str()), ("reason", *r)], *n as f64)),
+    );
+    // Expiry of credentials from the chain's providers, where knowable; the
+    // instance profile's comes from the IMDS probe (provider="instance_profile", role).
+    let expiries: Vec<(&str, &'static str, DateTime<Utc>)> = evaluated
+        .iter()
+        .flat_map(|(t, o, r)| {
+            o.providers.iter().filter(|p| p.provider != Provider::InstanceProfile).filter_map(move |p| {
+                let exp = if p.provider == Provider::Container { r.container_expiration.or(p.expiration) } else { p.expiration };
+                exp.map(|e| (*t, p.provider.as_str(), e))
+            })
+        })
+        .collect();
+    f.gauge(
+        "aws_credentials_expiration_timestamp_seconds",
+        "When the credentials expire (Unix time), as served by the provider. During an IMDS outage the last known value is kept: SDKs keep their cached credentials until then.",
+        expiries.iter().map(|(t, p, e)| (vec![("provider", *p), ("target", *t)], ts(*e))),
+    );
+    f.gauge(
+        "aws_credentials_seconds_until_expiry",
+        "Seconds until the credentials expire, measured with this host's clock (what an SDK on this host sees); negative once expired.",
+        expiries.iter().map(|(t, p, e)| (vec![("provider", *p), ("target", *t)], secs(*e - s.taken_at))),
+    );
+}
+
+fn secs(d: chrono::Duration) -> f64 {
+    d.num_milliseconds() as f64 / 1000.0
 }
 
 fn clock_families(f: &mut Families, s: &Snapshot) {
@@ -350,6 +434,7 @@ mod tests {
             ntp: Arc::default(),
             kernel: Err("not read in tests".into()),
             time_sync: Arc::default(),
+            chain: Arc::default(),
             process: vec![],
         }
     }

@@ -14,6 +14,7 @@ use chrono::{DateTime, Utc};
 use prometheus::core::Collector;
 use prometheus::proto::MetricFamily;
 
+use crate::chain::{ChainProbe, ChainRound};
 use crate::clock::KernelClock;
 use crate::host::{Host, RealHost};
 use crate::imds::{ImdsClient, ImdsObservation, ImdsStats};
@@ -56,6 +57,8 @@ pub struct Snapshot {
     pub kernel: Result<KernelClock, String>,
     /// Time daemon configuration (rescanned at most every [`TIME_SYNC_INTERVAL`]).
     pub time_sync: Arc<TimeSyncConfig>,
+    /// Credential chains of the targets.
+    pub chain: Arc<ChainRound>,
     /// Process metrics of the exporter itself (`process_*`).
     pub process: Vec<MetricFamily>,
 }
@@ -113,6 +116,8 @@ pub struct Prober {
     ntp_slot: Slot<NtpRound>,
     host: Arc<dyn Host>,
     time_sync_slot: Slot<TimeSyncConfig>,
+    chain: ChainProbe,
+    chain_slot: Slot<ChainRound>,
 }
 
 /// Time daemon configuration changes rarely: rescan at most this often.
@@ -121,7 +126,8 @@ pub const TIME_SYNC_INTERVAL: Duration = Duration::from_secs(60);
 impl Prober {
     /// A prober that probes IMDS at most every `imds_interval` and NTP
     /// servers at most every `ntp_interval` (the NTP probe's own poll interval).
-    pub fn new(imds: ImdsClient, imds_interval: Duration, ntp: NtpProbe, ntp_interval: Duration) -> Self {
+    /// The chain is evaluated as often as IMDS is probed (it needs IMDS's answer).
+    pub fn new(imds: ImdsClient, imds_interval: Duration, ntp: NtpProbe, ntp_interval: Duration, chain: ChainProbe) -> Self {
         Self {
             imds: Arc::new(imds),
             imds_slot: Slot::new(imds_interval),
@@ -129,6 +135,8 @@ impl Prober {
             ntp_slot: Slot::new(ntp_interval),
             host: Arc::new(RealHost::default()),
             time_sync_slot: Slot::new(TIME_SYNC_INTERVAL),
+            chain,
+            chain_slot: Slot::new(imds_interval),
         }
     }
 
@@ -147,15 +155,24 @@ impl Prober {
     /// running then is abandoned and reported as failed, keeping last known values).
     pub async fn snapshot(&self, deadline: Instant) -> Snapshot {
         let host = self.host.clone();
-        let (imds, ntp, time_sync) = tokio::join!(
-            self.imds_slot.get(deadline, |prev| probe_imds(&self.imds, prev, deadline)),
+        // The chain needs to know whether IMDS has a role, so it runs after IMDS.
+        let imds_then_chain = async {
+            let imds = self.imds_slot.get(deadline, |prev| probe_imds(&self.imds, prev, deadline)).await.unwrap_or_default();
+            let has_role = imds.observation.instance_profile_attached;
+            let chain =
+                self.chain_slot.get(deadline, |_| probe_chain(&self.chain, &*self.host, has_role, deadline)).await.unwrap_or_default();
+            (imds, chain)
+        };
+        let ((imds, chain), ntp, time_sync) = tokio::join!(
+            imds_then_chain,
             self.ntp_slot.get(deadline, |_| probe_ntp(&self.ntp, deadline)),
             self.time_sync_slot
                 .get(deadline, |_| async move { tokio::task::spawn_blocking(move || host.time_sync_config()).await.unwrap_or_default() }),
         );
         Snapshot {
             taken_at: Utc::now(),
-            imds: imds.unwrap_or_default(),
+            imds,
+            chain,
             ntp: ntp.unwrap_or_default(),
             kernel: self.host.kernel_clock(),
             time_sync: time_sync.unwrap_or_default(),
@@ -182,6 +199,16 @@ async fn probe_imds(client: &ImdsClient, prev: Option<Arc<ImdsReport>>, deadline
     };
     log_transition(prev.as_deref().map(|p| &p.observation), &observation);
     ImdsReport { observation, stats: client.stats(), probed_at: Some(Utc::now()), duration: started.elapsed() }
+}
+
+async fn probe_chain(probe: &ChainProbe, host: &dyn Host, has_role: Option<bool>, deadline: Instant) -> ChainRound {
+    match tokio::time::timeout_at(deadline.into(), probe.probe(host, has_role)).await {
+        Ok(round) => round,
+        Err(_) => {
+            tracing::warn!("credential chain probe did not finish within the scrape deadline");
+            ChainRound::default()
+        }
+    }
 }
 
 async fn probe_ntp(probe: &NtpProbe, deadline: Instant) -> NtpRound {

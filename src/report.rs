@@ -111,6 +111,19 @@ pub struct Summary {
     pub clock_offset_seconds: Option<f64>,
     /// Kernel clock synchronised (`aws_clock_synchronized`).
     pub clock_synchronized: Option<bool>,
+    /// SDK whose chain was evaluated (`java-v2`, `java-v1`, `python`).
+    pub chain_sdk: &'static str,
+    /// Active provider per target (`aws_credentials_active_provider`).
+    pub active_providers: Vec<TargetProvider>,
+}
+
+/// The provider a target's SDK would use.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TargetProvider {
+    /// `self` or the process target's name.
+    pub target: String,
+    /// Provider label value; `none` when no credentials are found, absent when the target could not be read.
+    pub provider: Option<&'static str>,
 }
 
 /// The whole diagnosis.
@@ -142,6 +155,7 @@ pub fn build(s: &Snapshot) -> Report {
     imds_checks(s, &mut checks);
     expiry_checks(s, &mut checks);
     clock_checks(s, &mut checks);
+    chain_checks(s, &mut checks);
     let obs = &s.imds.observation;
     let expiration = obs.credentials.as_ref().and_then(|c| c.expiration);
     let summary = Summary {
@@ -156,6 +170,13 @@ pub fn build(s: &Snapshot) -> Report {
         },
         clock_offset_seconds: s.ntp.report.servers.iter().filter(|r| r.up).find_map(|r| r.sample.as_ref()).map(|x| x.offset_seconds),
         clock_synchronized: s.kernel.as_ref().ok().map(|k| k.synchronized),
+        chain_sdk: s.chain.sdk.as_str(),
+        active_providers: s
+            .chain
+            .targets
+            .iter()
+            .map(|t| TargetProvider { target: t.target.clone(), provider: t.observation.as_ref().map(|o| o.active.as_str()) })
+            .collect(),
     };
     let status = checks.iter().map(|c| c.status).max().unwrap_or(Status::Ok);
     Report { schema_version: SCHEMA_VERSION, exporter_version: VERSION, generated_at: s.taken_at, status, summary, checks }
@@ -451,6 +472,93 @@ fn clock_checks(s: &Snapshot, out: &mut Vec<Check>) {
         .confirm("systemctl status chronyd chrony systemd-timesyncd ntp")
         .runbook("AwsClockNotSynchronised")
     });
+}
+
+const NO_PROXY_FIX: &str = "Add the IMDS address to NO_PROXY in the application's environment: export NO_PROXY=169.254.169.254,169.254.170.2,$NO_PROXY (and no_proxy likewise; botocore does not understand CIDR ranges such as 169.254.0.0/16).";
+
+fn chain_checks(s: &Snapshot, out: &mut Vec<Check>) {
+    let sdk = s.chain.sdk.as_str();
+    for t in &s.chain.targets {
+        let who =
+            if t.target == crate::chain::SELF_TARGET { "this environment".to_string() } else { format!("process target {:?}", t.target) };
+        let Some(o) = &t.observation else {
+            let err = t.error.clone().unwrap_or_else(|| "not evaluated".into());
+            let status = if err.contains("permission") { Status::Warn } else { Status::Skip };
+            let mut c = Check::new("chain.target", format!("credential chain of {}", t.target), status, err);
+            if status == Status::Warn {
+                c = c.remedy("Run the exporter as the application's user, or grant it CAP_SYS_PTRACE (systemd: AmbientCapabilities=CAP_SYS_PTRACE) to read /proc/PID/environ.");
+            }
+            out.push(c);
+            continue;
+        };
+        let title = format!("active provider ({}, {sdk})", t.target);
+        let active = o.active;
+        let state = o.state(active);
+        let detail = state.map(|p| p.detail.clone()).unwrap_or_default();
+        use crate::chain::Provider;
+        let check = if active == Provider::None {
+            let why = o
+                .stopped_at
+                .and_then(|p| o.state(p))
+                .and_then(|p| p.partial.clone())
+                .unwrap_or_else(|| "no provider of the chain supplies credentials".into());
+            Check::new("chain.active", title, Status::Fail, format!("the SDK in {who} finds no credentials: {why}"))
+                .remedy("Attach an instance profile, or fix the configuration the SDK stops at (see the evidence).")
+                .runbook("AwsCredentialsNoInstanceProfile")
+        } else if o.instance_profile_shadowed {
+            Check::new(
+                "chain.active",
+                title,
+                Status::Warn,
+                format!("{} wins ({detail}); the instance profile, consulted last, is shadowed", active.as_str()),
+            )
+            .remedy("Remove the earlier credentials (environment variables, -Daws.* system properties, ~/.aws/credentials keys) so the SDK falls through to the instance profile, which refreshes itself.")
+            .confirm("env | grep -E '^AWS_(ACCESS|SECRET|SESSION|SECURITY|PROFILE)'; ls -l ~/.aws/; ps -o args= -C java | tr ' ' '\\n' | grep -- -Daws")
+            .runbook("AwsCredentialsInstanceProfileShadowed")
+        } else {
+            Check::new("chain.active", title, Status::Ok, format!("{} ({detail})", active.as_str()))
+        };
+        out.push(check);
+        if o.static_session_token {
+            let exp = state.and_then(|p| p.expiration);
+            let (status, when) = match exp {
+                Some(e) if (e - s.taken_at).num_seconds() < FAIL_BELOW => {
+                    (Status::Fail, format!(" and expire {} (in {})", rfc3339(e), human(e - s.taken_at)))
+                }
+                Some(e) => (Status::Warn, format!(" and expire {} (in {})", rfc3339(e), human(e - s.taken_at))),
+                None => (Status::Warn, " (expiry unknown)".to_string()),
+            };
+            out.push(
+                Check::new(
+                    "chain.static_session_token",
+                    format!("refreshable credentials ({})", t.target),
+                    status,
+                    format!("the {} credentials carry a session token that the SDK cannot refresh{when}: requests will then fail with ExpiredToken", active.as_str()),
+                )
+                .remedy("Do not hand temporary credentials to the application statically. Use the instance profile (or a profile with role_arn/credential_process, which the SDK refreshes).")
+                .runbook("AwsCredentialsStaticSessionToken"),
+            );
+        }
+        for p in o.providers.iter().filter(|p| p.partial.is_some() && Some(p.provider) != o.stopped_at) {
+            out.push(
+                Check::new(
+                    "chain.partial",
+                    format!("{} configuration ({})", p.provider.as_str(), t.target),
+                    Status::Warn,
+                    p.partial.clone().unwrap_or_default(),
+                )
+                .remedy("Complete or remove this configuration: the SDK skips or fails on it."),
+            );
+        }
+        if o.proxy_bypass_missing {
+            out.push(
+                Check::new("chain.proxy", format!("IMDS bypasses the HTTP proxy ({})", t.target), Status::Warn, "HTTP_PROXY/http_proxy is set and NO_PROXY does not cover 169.254.169.254: botocore (AWS CLI, boto3) and curl send IMDS requests to the proxy, which cannot reach it (the Java SDKs never proxy IMDS)")
+                    .remedy(NO_PROXY_FIX)
+                    .confirm("env | grep -i _proxy")
+                    .runbook("AwsImdsProxyBypassMissing"),
+            );
+        }
+    }
 }
 
 /// Plain-text report; `color` adds ANSI colours (only on a TTY).

@@ -33,6 +33,7 @@
 pub mod env;
 pub mod profile;
 pub mod proxy;
+pub mod targets;
 
 use std::collections::BTreeMap;
 use std::io;
@@ -45,6 +46,7 @@ use zeroize::Zeroizing;
 
 pub use env::{ProcessEnv, Value, find_processes};
 use profile::{IniFile, Section, SharedFiles};
+pub use targets::{ChainConfig, ChainProbe, ChainRound, ProcessTarget, SELF_TARGET, TargetReport};
 
 use crate::secret::{Secret, key_id_suffix};
 

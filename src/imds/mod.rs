@@ -203,16 +203,7 @@ pub struct ImdsClient {
 impl ImdsClient {
     /// Builds a client that never uses a proxy and never follows a redirect.
     pub fn new(cfg: ImdsConfig) -> Self {
-        let http = reqwest::Client::builder()
-            // Java SDKs open IMDS connections with Proxy.NO_PROXY: a proxy can
-            // neither reach the link-local address nor be trusted with the token.
-            .no_proxy()
-            .redirect(reqwest::redirect::Policy::none())
-            .connect_timeout(cfg.timeout)
-            .pool_max_idle_per_host(1)
-            .user_agent(concat!("aws-credentials-exporter/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .expect("a client without TLS roots or proxies always builds");
+        let http = http_client(cfg.timeout);
         let state = State { token: None, api: ApiVersion::Unknown, role: None, info_read_at: None, instance_profile_arn: None };
         Self { http, cfg, state: Mutex::new(state), stats: Arc::default() }
     }
@@ -430,7 +421,7 @@ impl ImdsClient {
                 req = req.header(TOKEN_HEADER, t.expose());
             }
             let started = Instant::now();
-            let result = tokio::time::timeout(self.cfg.timeout, read(extra(req), endpoint))
+            let result = tokio::time::timeout(self.cfg.timeout, read(extra(req), endpoint.as_str()))
                 .await
                 .unwrap_or(Err(ImdsError::Timeout { endpoint: endpoint.as_str(), after: self.cfg.timeout }));
             let outcome = match &result {
@@ -457,6 +448,43 @@ impl ImdsClient {
     }
 }
 
+/// An HTTP client for credential endpoints (IMDS, container credentials).
+pub fn http_client(connect_timeout: Duration) -> reqwest::Client {
+    reqwest::Client::builder()
+        // Java SDKs open IMDS connections with Proxy.NO_PROXY: a proxy can
+        // neither reach the link-local address nor be trusted with the token.
+        .no_proxy()
+        .redirect(reqwest::redirect::Policy::none())
+        .connect_timeout(connect_timeout)
+        .pool_max_idle_per_host(1)
+        .user_agent(concat!("aws-credentials-exporter/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .expect("a client without TLS roots or proxies always builds")
+}
+
+/// Reads a credential document from the container credentials endpoint (ECS
+/// task role, EKS Pod Identity) with the same rules as IMDS: no proxy, no
+/// redirects, capped body, one timeout for the whole exchange. The document
+/// is parsed like IMDS's (botocore `ContainerMetadataFetcher`), secrets dropped.
+pub async fn fetch_container_credentials(
+    http: &reqwest::Client,
+    uri: &str,
+    authorization: Option<&Secret>,
+    timeout: Duration,
+) -> Result<CredentialInfo, ImdsError> {
+    let mut req = http.get(uri).header("accept", "application/json");
+    if let Some(a) = authorization {
+        req = req.header("authorization", a.expose());
+    }
+    let resp = tokio::time::timeout(timeout, read(req, "container"))
+        .await
+        .unwrap_or(Err(ImdsError::Timeout { endpoint: "container", after: timeout }))?;
+    match resp.status.as_u16() {
+        200 => Ok(document::parse(&resp.body)?),
+        s => Err(ImdsError::Status { endpoint: "container", status: s, hint: status_hint(s) }),
+    }
+}
+
 /// How long to keep a token: its TTL minus the refresh buffer; `None` (do
 /// not cache) when IMDS sent no usable TTL.
 fn token_refresh_in(ttl_seconds: Option<u64>) -> Option<Duration> {
@@ -469,17 +497,17 @@ fn status_error(endpoint: Endpoint, status: u16) -> ImdsError {
 }
 
 /// Sends and reads the body, refusing anything larger than [`MAX_BODY`].
-async fn read(req: reqwest::RequestBuilder, endpoint: Endpoint) -> Result<Response, ImdsError> {
-    let mut resp = req.send().await.map_err(|e| ImdsError::Connect { endpoint: endpoint.as_str(), detail: transport_detail(&e) })?;
+async fn read(req: reqwest::RequestBuilder, endpoint: &'static str) -> Result<Response, ImdsError> {
+    let mut resp = req.send().await.map_err(|e| ImdsError::Connect { endpoint, detail: transport_detail(&e) })?;
     let status = resp.status();
     let ttl = resp.headers().get(TOKEN_TTL_HEADER).and_then(|v| v.to_str().ok()).map(str::to_string);
     if resp.content_length().is_some_and(|n| n > MAX_BODY as u64) {
-        return Err(ImdsError::Body { endpoint: endpoint.as_str(), detail: format!("larger than {MAX_BODY} bytes") });
+        return Err(ImdsError::Body { endpoint, detail: format!("larger than {MAX_BODY} bytes") });
     }
     let mut body = Zeroizing::new(Vec::new());
-    while let Some(chunk) = resp.chunk().await.map_err(|e| ImdsError::Body { endpoint: endpoint.as_str(), detail: transport_detail(&e) })? {
+    while let Some(chunk) = resp.chunk().await.map_err(|e| ImdsError::Body { endpoint, detail: transport_detail(&e) })? {
         if body.len() + chunk.len() > MAX_BODY {
-            return Err(ImdsError::Body { endpoint: endpoint.as_str(), detail: format!("larger than {MAX_BODY} bytes") });
+            return Err(ImdsError::Body { endpoint, detail: format!("larger than {MAX_BODY} bytes") });
         }
         body.extend_from_slice(&chunk);
     }

@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use super::ntp::NtpSpec;
+use crate::chain::ProcessEnv;
 use crate::clock::KernelClock;
 use crate::host::SimulatedHost;
 use crate::timesync::TimeSyncConfig;
@@ -102,6 +103,8 @@ pub struct Scenario {
     pub ntp: NtpSpec,
     /// The simulated instance's kernel clock state (`adjtimex`).
     pub kernel: KernelClock,
+    /// Environment of the simulated application, which the exporter shares as its sidecar.
+    pub app_env: Vec<(String, String)>,
 }
 
 /// A kernel clock disciplined by chronyd: synchronised, tight error bounds.
@@ -135,8 +138,28 @@ impl Scenario {
         } else {
             TimeSyncConfig::default()
         };
-        SimulatedHost { kernel: self.kernel, time_sync }
+        let mut env = ProcessEnv { root: "/".into(), home: Some(SIMULATED_HOME.into()), ..ProcessEnv::default() };
+        for (k, v) in &self.app_env {
+            env.set_var(k, v.clone());
+        }
+        SimulatedHost { kernel: self.kernel, time_sync, env }
     }
+}
+
+/// Home directory of the simulated application: it does not exist, so no
+/// profile files are found there.
+pub const SIMULATED_HOME: &str = "/nonexistent/simulated-home";
+
+/// The `shadowed` scenario's environment: static temporary credentials (with a
+/// session token nothing refreshes) that expire in 40 minutes.
+fn shadowing_env() -> Vec<(String, String)> {
+    let expires = (chrono::Utc::now() + chrono::Duration::minutes(40)).to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    vec![
+        ("AWS_ACCESS_KEY_ID".into(), "ASIASIMULATEDENV0042".into()),
+        ("AWS_SECRET_ACCESS_KEY".into(), format!("{}Env/wJalrXUtnFEMI/K7MDENG", super::SECRET_KEY_MARKER)),
+        ("AWS_SESSION_TOKEN".into(), format!("{}EnvIQoJb3JpZ2luX2VjEPr", super::SESSION_TOKEN_MARKER)),
+        ("AWS_CREDENTIAL_EXPIRATION".into(), expires),
+    ]
 }
 
 /// Every scenario, in the order the README lists them.
@@ -149,6 +172,7 @@ pub fn all() -> Vec<Scenario> {
             imds: d(),
             ntp: NtpSpec::default(),
             kernel: SYNCED_KERNEL,
+            app_env: vec![],
         },
         Scenario {
             name: "expiring",
@@ -156,6 +180,7 @@ pub fn all() -> Vec<Scenario> {
             imds: ImdsSpec { rotate_every: None, initial_age: Duration::from_secs(6 * 3600 - 12 * 60), ..d() },
             ntp: NtpSpec::default(),
             kernel: SYNCED_KERNEL,
+            app_env: vec![],
         },
         Scenario {
             name: "throttled",
@@ -163,6 +188,7 @@ pub fn all() -> Vec<Scenario> {
             imds: ImdsSpec { throttle: Throttle::Ratio { throttled: 1, of: 2 }, ..d() },
             ntp: NtpSpec::default(),
             kernel: SYNCED_KERNEL,
+            app_env: vec![],
         },
         Scenario {
             name: "no-role",
@@ -170,6 +196,7 @@ pub fn all() -> Vec<Scenario> {
             imds: ImdsSpec { role: None, ..d() },
             ntp: NtpSpec::default(),
             kernel: SYNCED_KERNEL,
+            app_env: vec![],
         },
         Scenario {
             name: "token-hop-limit",
@@ -177,6 +204,7 @@ pub fn all() -> Vec<Scenario> {
             imds: ImdsSpec { token: TokenBehaviour::Hang, ..d() },
             ntp: NtpSpec::default(),
             kernel: SYNCED_KERNEL,
+            app_env: vec![],
         },
         Scenario {
             name: "v1-only",
@@ -184,6 +212,7 @@ pub fn all() -> Vec<Scenario> {
             imds: ImdsSpec { token: TokenBehaviour::Status(404), extended_path: false, ..d() },
             ntp: NtpSpec::default(),
             kernel: SYNCED_KERNEL,
+            app_env: vec![],
         },
         Scenario {
             name: "v2-required",
@@ -191,6 +220,7 @@ pub fn all() -> Vec<Scenario> {
             imds: ImdsSpec { require_token: true, ..d() },
             ntp: NtpSpec::default(),
             kernel: SYNCED_KERNEL,
+            app_env: vec![],
         },
         Scenario {
             name: "role-error",
@@ -198,6 +228,7 @@ pub fn all() -> Vec<Scenario> {
             imds: ImdsSpec { code: "AssumeRoleUnauthorizedAccess".into(), ..d() },
             ntp: NtpSpec::default(),
             kernel: SYNCED_KERNEL,
+            app_env: vec![],
         },
         Scenario {
             name: "malformed",
@@ -205,6 +236,7 @@ pub fn all() -> Vec<Scenario> {
             imds: ImdsSpec { malformed_document: true, ..d() },
             ntp: NtpSpec::default(),
             kernel: SYNCED_KERNEL,
+            app_env: vec![],
         },
         Scenario {
             name: "server-error",
@@ -212,6 +244,7 @@ pub fn all() -> Vec<Scenario> {
             imds: ImdsSpec { server_error_every: Some(1), ..d() },
             ntp: NtpSpec::default(),
             kernel: SYNCED_KERNEL,
+            app_env: vec![],
         },
         Scenario {
             name: "skewed",
@@ -219,6 +252,15 @@ pub fn all() -> Vec<Scenario> {
             imds: d(),
             ntp: NtpSpec { offset_seconds: -180.0, ..NtpSpec::default() },
             kernel: UNSYNCED_KERNEL,
+            app_env: vec![],
+        },
+        Scenario {
+            name: "shadowed",
+            description: "the application's environment holds temporary keys with a session token (expiring in 40 minutes) that shadow the instance profile",
+            imds: d(),
+            ntp: NtpSpec::default(),
+            kernel: SYNCED_KERNEL,
+            app_env: shadowing_env(),
         },
         Scenario {
             name: "legacy-path",
@@ -226,6 +268,7 @@ pub fn all() -> Vec<Scenario> {
             imds: ImdsSpec { extended_path: false, ..d() },
             ntp: NtpSpec::default(),
             kernel: SYNCED_KERNEL,
+            app_env: vec![],
         },
     ]
 }

@@ -9,8 +9,9 @@ use std::time::Duration;
 
 use aws_credentials_exporter::app;
 use aws_credentials_exporter::config::{Cli, Config};
+use aws_credentials_exporter::host::SimulatedHost;
 use aws_credentials_exporter::server;
-use aws_credentials_exporter::sim::{ImdsSpec, Listen, NtpSpec, Simulator};
+use aws_credentials_exporter::sim::{ImdsSpec, Listen, NtpSpec, Simulator, scenario};
 use clap::Parser;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -65,12 +66,19 @@ pub fn config(imds_url: &str, flags: &[&str]) -> Config {
     Cli::try_parse_from(argv).expect("flags").exporter.resolve(&|_| None).expect("config")
 }
 
-/// Starts the exporter in-process.
+/// Starts the exporter in-process, on a simulated host (the `healthy`
+/// scenario's kernel clock and an empty application environment), so the test
+/// process's own environment and files cannot leak into the results.
 pub async fn exporter(imds_url: &str, flags: &[&str]) -> Running {
+    exporter_with_host(imds_url, flags, scenario::by_name("healthy").unwrap().host()).await
+}
+
+/// Starts the exporter in-process on the given simulated host.
+pub async fn exporter_with_host(imds_url: &str, flags: &[&str], host: SimulatedHost) -> Running {
     let config = config(imds_url, flags);
     let listener = tokio::net::TcpListener::bind(config.listen).await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let exporter = app::exporter(&config);
+    let exporter = app::exporter_with(&config, app::prober(&config).with_host(Arc::new(host)));
     let (stop, stopped) = oneshot::channel::<()>();
     let e = exporter.clone();
     let task = tokio::spawn(async move {
