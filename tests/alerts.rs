@@ -274,8 +274,9 @@ async fn alertmanager_example_inhibits_warnings_and_throttling() {
         alert("AwsCredentialsExpiringSoon", "warning", "i-2"), // not: another instance
         alert("AwsClockSkewDetected", "warning", "i-1"),       // not: another family
         alert("AwsImdsDown", "warning", "i-3"),
-        alert("AwsImdsThrottled", "warning", "i-3"), // inhibited by AwsImdsDown
-        alert("AwsImdsThrottled", "warning", "i-4"), // not: IMDS is up there
+        alert("AwsImdsThrottled", "warning", "i-3"),  // inhibited by AwsImdsDown
+        alert("AwsImdsThrottled", "warning", "i-4"),  // not: IMDS is up there
+        alert("AwsImdsV1Fallback", "warning", "i-3"), // inhibited by AwsImdsDown
     ];
     let resp = common::client()
         .post(format!("{base}/api/v2/alerts"))
@@ -294,6 +295,7 @@ async fn alertmanager_example_inhibits_warnings_and_throttling() {
         (("AwsImdsDown", "warning", "i-3"), false),
         (("AwsImdsThrottled", "warning", "i-3"), true),
         (("AwsImdsThrottled", "warning", "i-4"), false),
+        (("AwsImdsV1Fallback", "warning", "i-3"), true),
     ]
     .into_iter()
     .map(|((a, s, i), inhibited)| ((a.to_string(), s.to_string(), i.to_string()), inhibited))

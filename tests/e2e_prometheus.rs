@@ -1,7 +1,7 @@
 //! End to end with the real stack, all on 127.0.0.1: one `demo` per scenario,
 //! scraped by one Debian `prometheus` (1 s scrape and evaluation) that loads
 //! alerts/, a Debian `prometheus-alertmanager`, and a webhook receiver in this
-//! test. Asserts that each scenario delivers exactly its alert (healthy: none),
+//! test. Asserts that each scenario delivers exactly its alerts (healthy: none),
 //! that every rule evaluates without error, and that every dashboard query
 //! returns data for the healthy demo.
 
@@ -39,6 +39,37 @@ const NOT_YET_IMPLEMENTED: &[&str] = &[
     "aws_imds_proxy_bypass_missing",
     "instance:aws_credentials_instance_profile_shadowed:max",
 ];
+
+/// One `demo` per scenario, each scraped as `instance="<scenario>"`.
+const SCENARIOS: &[&str] = &["healthy", "expiring", "throttled", "no-role", "token-hop-limit", "v1-only", "role-error", "server-error"];
+
+/// The label sets each scenario must deliver, and nothing else (healthy: nothing).
+fn expected_alerts() -> Vec<BTreeMap<String, String>> {
+    let alert = |instance: &str, name: &str, severity: &str, extra: &[(&str, &str)]| {
+        let mut l = expected(&[("alertname", name), ("severity", severity), ("instance", instance), ("job", JOB)]);
+        l.extend(expected(extra));
+        l
+    };
+    let arn = "arn:aws:iam::123456789012:instance-profile/app-role-profile";
+    vec![
+        alert("expiring", "AwsCredentialsExpiringSoon", "warning", &[("provider", "instance_profile"), ("role", "app-role")]),
+        alert("throttled", "AwsImdsThrottled", "warning", &[]),
+        alert("no-role", "AwsImdsNoInstanceProfile", "critical", &[]),
+        alert("token-hop-limit", "AwsImdsTokenTimeout", "warning", &[("reason", "timeout")]),
+        alert("v1-only", "AwsImdsV1Fallback", "warning", &[("reason", "404")]),
+        // `type` is empty in an error document, and Prometheus drops empty labels.
+        alert(
+            "role-error",
+            "AwsImdsCredentialsError",
+            "critical",
+            &[("role", "app-role"), ("code", "AssumeRoleUnauthorizedAccess"), ("instance_profile_arn", arn)],
+        ),
+        alert("server-error", "AwsImdsDown", "warning", &[]),
+        // The token PUT gets 500 and falls back: a symptom the example Alertmanager
+        // configuration inhibits while AwsImdsDown fires.
+        alert("server-error", "AwsImdsV1Fallback", "warning", &[("reason", "500")]),
+    ]
+}
 
 /// The rules of alerts/ with every `for` shortened to 1 s, so that an alert
 /// fires within seconds instead of minutes (the pending -> firing path is
@@ -152,10 +183,19 @@ async fn scenarios_deliver_their_alerts_and_dashboards_have_data() {
     let dir = tmp.path();
     let webhook = Webhook::start().await;
 
-    let scenarios = ["healthy", "expiring", "throttled"];
-    let ports: Vec<(&str, u16)> = scenarios.iter().map(|s| (*s, free_port())).collect();
-    // Probe every second so that counters move between 1 s scrapes.
-    let mut demos: Vec<Proc> = ports.iter().map(|(s, port)| stack::demo(dir, s, *port, &["--probe.min-interval", "1s"])).collect();
+    let ports: Vec<(&str, u16)> = SCENARIOS.iter().map(|s| (*s, free_port())).collect();
+    let mut demos: Vec<Proc> = ports
+        .iter()
+        .map(|(s, port)| {
+            // Probe every second so that counters move between 1 s scrapes. With a 1 s
+            // scrape timeout the probe has 0.5 s: the hanging token PUT must time out sooner.
+            let mut flags = vec!["--probe.min-interval", "1s"];
+            if *s == "token-hop-limit" {
+                flags.extend(["--imds.timeout", "200ms"]);
+            }
+            stack::demo(dir, s, *port, &flags)
+        })
+        .collect();
     let am_port = free_port();
     let mut alertmanager = stack::alertmanager(dir, &alertmanager_config(&webhook.url()), am_port);
     let (rules, shortened) = rules_for_the_test();
@@ -179,25 +219,12 @@ async fn scenarios_deliver_their_alerts_and_dashboards_have_data() {
         .count();
     assert!(shortened >= 15, "only {shortened} `for` shortened");
 
-    // Each failure scenario delivers its alert, with exactly these labels.
-    let want: Vec<(&str, BTreeMap<String, String>)> = vec![
-        (
-            "expiring",
-            expected(&[
-                ("alertname", "AwsCredentialsExpiringSoon"),
-                ("severity", "warning"),
-                ("instance", "expiring"),
-                ("job", JOB),
-                ("provider", "instance_profile"),
-                ("role", "app-role"),
-            ]),
-        ),
-        ("throttled", expected(&[("alertname", "AwsImdsThrottled"), ("severity", "warning"), ("instance", "throttled"), ("job", JOB)])),
-    ];
+    // Each failure scenario delivers its alerts, with exactly these labels.
+    let want = expected_alerts();
     let deadline = Instant::now() + Duration::from_secs(45);
     loop {
         let got: Vec<BTreeMap<String, String>> = webhook.alerts().iter().map(labels).collect();
-        if want.iter().all(|(_, w)| got.contains(w)) {
+        if want.iter().all(|w| got.contains(w)) {
             break;
         }
         if Instant::now() > deadline {
@@ -228,8 +255,14 @@ async fn scenarios_deliver_their_alerts_and_dashboards_have_data() {
         .iter()
         .map(|a| (a["labels"]["instance"].as_str().unwrap_or("").to_string(), a["labels"]["alertname"].as_str().unwrap().to_string()))
         .collect();
-    let wanted: BTreeSet<(String, String)> = want.iter().map(|(i, w)| (i.to_string(), w["alertname"].clone())).collect();
+    let wanted: BTreeSet<(String, String)> = want.iter().map(|w| (w["instance"].clone(), w["alertname"].clone())).collect();
     assert_eq!(delivered, wanted, "unexpected alerts delivered");
+    for a in webhook.alerts() {
+        let instance = a["labels"]["instance"].as_str().unwrap();
+        let description = a["annotations"]["description"].as_str().unwrap_or("");
+        assert!(description.contains(instance) && !description.contains("{{"), "description of {a}");
+        assert!(a["annotations"]["runbook_url"].as_str().is_some_and(|u| u.contains("docs/runbook.md#aws")), "{a}");
+    }
 
     let groups = get_json(&format!("{}/api/v1/rules", stack.url)).await;
     let loaded: Vec<&Value> = groups["data"]["groups"].as_array().unwrap().iter().flat_map(|g| g["rules"].as_array().unwrap()).collect();
