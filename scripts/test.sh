@@ -15,6 +15,11 @@ declare -A PKG=(
   [chronyd]=chrony
   [faketime]=faketime
   [ntpdig]=ntpsec-ntpdig
+  [python3]=python3
+  [promtool]=prometheus
+  [prometheus]=prometheus
+  [amtool]=prometheus-alertmanager
+  [prometheus-alertmanager]=prometheus-alertmanager
 )
 
 missing=()
@@ -26,7 +31,26 @@ if [ "${#missing[@]}" -gt 0 ]; then
   SUDO=""
   [ "$(id -u)" -eq 0 ] || SUDO="sudo"
   $SUDO apt-get update -qq
+  # Only the binaries are wanted: the Prometheus and Alertmanager packages would
+  # start services listening on every interface. policy-rc.d (exit 101) tells
+  # Debian's maintainer scripts not to start them; they stay disabled after.
+  policy=/usr/sbin/policy-rc.d
+  if [ ! -e "$policy" ]; then
+    printf '#!/bin/sh\nexit 101\n' | $SUDO tee "$policy" >/dev/null
+    $SUDO chmod +x "$policy"
+    trap '$SUDO rm -f "$policy"' EXIT
+  fi
+  # Sorted and de-duplicated: one package may provide two commands.
+  mapfile -t missing < <(printf '%s\n' "${missing[@]}" | sort -u)
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  if [ -d /run/systemd/system ]; then
+    for unit in prometheus prometheus-alertmanager; do
+      # only the services of packages this run installed
+      if printf '%s\n' "${missing[@]}" | grep -qx "$unit"; then
+        $SUDO systemctl disable --now "$unit" >/dev/null 2>&1 || true
+      fi
+    done
+  fi
 fi
 
 export RUST_BACKTRACE="${RUST_BACKTRACE:-0}"

@@ -2,6 +2,9 @@
 //! scrape, and read metric values. Everything here talks to loopback only.
 #![allow(dead_code)]
 
+pub mod monitoring;
+pub mod stack;
+
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
