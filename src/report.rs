@@ -244,7 +244,7 @@ fn imds_checks(s: &Snapshot, out: &mut Vec<Check>) {
         )
         .remedy(format!("Raise the hop limit to 2: {HOP_LIMIT_FIX}"))
         .confirm(TOKEN_CMD)
-        .runbook("AwsImdsTokenTimeouts"),
+        .runbook("AwsImdsTokenTimeout"),
         (_, Some(reason)) => Check::new(
             "imds.token",
             token,
@@ -258,7 +258,7 @@ fn imds_checks(s: &Snapshot, out: &mut Vec<Check>) {
             Some(e) if e.contains("AWS_EC2_METADATA_V1_DISABLED") => Check::new("imds.token", token, Status::Fail, e.clone())
                 .remedy(format!("IMDSv1 is disabled, so the token is required. If this runs in a container, raise the hop limit: {HOP_LIMIT_FIX}"))
                 .confirm(TOKEN_CMD)
-                .runbook("AwsImdsTokenTimeouts"),
+                .runbook("AwsImdsTokenTimeout"),
             _ => Check::new("imds.token", token, Status::Skip, "IMDS unreachable"),
         },
     });
@@ -297,7 +297,7 @@ fn imds_checks(s: &Snapshot, out: &mut Vec<Check>) {
         .confirm(format!(
             "{TOKEN_CMD}; curl -s -H \"X-aws-ec2-metadata-token: $TOKEN\" http://169.254.169.254/latest/meta-data/iam/security-credentials/"
         ))
-        .runbook("AwsCredentialsNoInstanceProfile"),
+        .runbook("AwsImdsNoInstanceProfile"),
         None => Check::new("imds.instance_profile", profile, Status::Skip, "IMDS unreachable"),
     });
 
@@ -315,7 +315,7 @@ fn imds_checks(s: &Snapshot, out: &mut Vec<Check>) {
                 "{TOKEN_CMD}; curl -s -H \"X-aws-ec2-metadata-token: $TOKEN\" http://169.254.169.254/latest/meta-data/iam/security-credentials/{}",
                 obs.role.as_deref().unwrap_or("ROLE")
             ))
-            .runbook("AwsCredentialsCodeNotSuccess"),
+            .runbook("AwsImdsCredentialsError"),
         (_, _) if obs.instance_profile_attached == Some(true) => {
             Check::new("imds.credentials", code, Status::Fail, obs.error.clone().unwrap_or_else(|| "no usable credential document".into()))
                 .remedy("IMDS answered the role listing but not a usable document: retry, and if it persists, detach and re-attach the instance profile.")
@@ -363,7 +363,7 @@ fn expiry_checks(s: &Snapshot, out: &mut Vec<Check>) {
                 "{TOKEN_CMD}; curl -s -H \"X-aws-ec2-metadata-token: $TOKEN\" http://169.254.169.254/latest/meta-data/iam/security-credentials/{} | grep -E 'LastUpdated|Expiration'; date -u",
                 obs.role.as_deref().unwrap_or("ROLE")
             ))
-            .runbook(if status == Status::Fail { "AwsCredentialsExpiringCritical" } else { "AwsCredentialsExpiringSoon" }),
+            .runbook("AwsCredentialsExpiringSoon"),
     });
 }
 
@@ -411,8 +411,8 @@ fn clock_checks(s: &Snapshot, out: &mut Vec<Check>) {
                 let c = Check::new("clock.offset", title, status, evidence);
                 match status {
                     Status::Ok => c,
-                    Status::Fail => c.remedy(format!("AWS rejects requests signed more than 5 minutes off, and SDKs refresh credentials by this clock. {CHRONY_FIX}")).confirm("chronyc tracking; chronyc sources -v").runbook("AwsClockSkewCritical"),
-                    _ => c.remedy(CHRONY_FIX).confirm("chronyc tracking; chronyc sources -v").runbook("AwsClockSkew"),
+                    Status::Fail => c.remedy(format!("AWS rejects requests signed more than 5 minutes off, and SDKs refresh credentials by this clock. {CHRONY_FIX}")).confirm("chronyc tracking; chronyc sources -v").runbook("AwsClockSkewDetected"),
+                    _ => c.remedy(CHRONY_FIX).confirm("chronyc tracking; chronyc sources -v").runbook("AwsClockSkewDetected"),
                 }
             }
             _ => Check::new("clock.ntp", title, Status::Warn, r.error.clone().unwrap_or_else(|| format!("NTP server {} has not answered", r.server)))
@@ -443,7 +443,7 @@ fn clock_checks(s: &Snapshot, out: &mut Vec<Check>) {
         )
         .remedy(CHRONY_FIX)
         .confirm("timedatectl; chronyc tracking")
-        .runbook("AwsClockNotSynchronised"),
+        .runbook("AwsClockNotSynchronising"),
         Err(e) => Check::new("clock.kernel", "kernel clock synchronised", Status::Skip, e.clone()),
     });
     let ts = &s.time_sync;
@@ -460,7 +460,7 @@ fn clock_checks(s: &Snapshot, out: &mut Vec<Check>) {
         )
         .remedy(CHRONY_FIX)
         .confirm("grep -rn '169.254.169.123\\|fd00:ec2::123' /etc/chrony* /etc/ntp* /etc/systemd/timesyncd*")
-        .runbook("AwsClockNotSynchronised")
+        .runbook("AwsClockNotSynchronising")
     } else {
         Check::new(
             "clock.time_sync_config",
@@ -470,7 +470,7 @@ fn clock_checks(s: &Snapshot, out: &mut Vec<Check>) {
         )
         .remedy(format!("Install chrony (sudo apt-get install chrony / sudo yum install chrony). {CHRONY_FIX}"))
         .confirm("systemctl status chronyd chrony systemd-timesyncd ntp")
-        .runbook("AwsClockNotSynchronised")
+        .runbook("AwsClockNotSynchronising")
     });
 }
 
@@ -504,7 +504,7 @@ fn chain_checks(s: &Snapshot, out: &mut Vec<Check>) {
                 .unwrap_or_else(|| "no provider of the chain supplies credentials".into());
             Check::new("chain.active", title, Status::Fail, format!("the SDK in {who} finds no credentials: {why}"))
                 .remedy("Attach an instance profile, or fix the configuration the SDK stops at (see the evidence).")
-                .runbook("AwsCredentialsNoInstanceProfile")
+                .runbook("AwsImdsNoInstanceProfile")
         } else if o.instance_profile_shadowed {
             Check::new(
                 "chain.active",
@@ -690,6 +690,20 @@ mod tests {
         assert_eq!(human(d(5 * 3600 + 12 * 60 + 7)), "5h12m");
         assert_eq!(human(d(-185)), "-3m5s");
         assert_eq!(human(d(2 * 86_400 + 3 * 3600)), "2d3h");
+    }
+
+    #[test]
+    fn every_runbook_link_has_a_section() {
+        let runbook = include_str!("../docs/runbook.md");
+        let anchors: Vec<String> = runbook.lines().filter_map(|l| l.strip_prefix("## ")).map(|h| h.trim().to_ascii_lowercase()).collect();
+        let source = include_str!("report.rs");
+        let mut linked = 0;
+        for part in source.split(".runbook(\"").skip(1) {
+            let name = part.split('"').next().unwrap().to_ascii_lowercase();
+            assert!(anchors.contains(&name), "docs/runbook.md has no section {name}");
+            linked += 1;
+        }
+        assert!(linked >= 10, "{linked}");
     }
 
     #[test]

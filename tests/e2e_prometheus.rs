@@ -23,25 +23,14 @@ const JOB: &str = "aws-credentials-exporter";
 /// query that returns no data passes only when it names one of these; a query
 /// that names one and DOES return data fails, so this list has to shrink as
 /// the metrics land. Keep it minimal: nothing implemented belongs here.
-const NOT_YET_IMPLEMENTED: &[&str] = &[
-    // clock (NTP probe and kernel clock state)
-    "aws_clock_offset_seconds",
-    "aws_clock_error_bound_seconds",
-    "aws_clock_max_error_seconds",
-    "aws_clock_estimated_error_seconds",
-    "aws_clock_synchronized",
-    "aws_clock_ntp_up",
-    "instance:aws_clock_offset_seconds:max_abs",
-    // credential provider chain
-    "aws_credentials_active_provider",
-    "aws_credentials_instance_profile_shadowed",
-    "aws_credentials_static_session_token",
-    "aws_imds_proxy_bypass_missing",
-    "instance:aws_credentials_instance_profile_shadowed:max",
-];
+const NOT_YET_IMPLEMENTED: &[&str] = &[];
+
+/// What the `server` label of alerts is replaced with (the simulated NTP port is random).
+const SIM_NTP: &str = "<simulated ntp>";
 
 /// One `demo` per scenario, each scraped as `instance="<scenario>"`.
-const SCENARIOS: &[&str] = &["healthy", "expiring", "throttled", "no-role", "token-hop-limit", "v1-only", "role-error", "server-error"];
+const SCENARIOS: &[&str] =
+    &["healthy", "expiring", "throttled", "no-role", "token-hop-limit", "v1-only", "role-error", "server-error", "skewed", "shadowed"];
 
 /// The label sets each scenario must deliver, and nothing else (healthy: nothing).
 fn expected_alerts() -> Vec<BTreeMap<String, String>> {
@@ -68,6 +57,13 @@ fn expected_alerts() -> Vec<BTreeMap<String, String>> {
         // The token PUT gets 500 and falls back: a symptom the example Alertmanager
         // configuration inhibits while AwsImdsDown fires.
         alert("server-error", "AwsImdsV1Fallback", "warning", &[("reason", "500")]),
+        // The simulated time service listens on a random port: `server` is normalised to SIM_NTP.
+        alert("skewed", "AwsClockSkewDetected", "critical", &[("server", SIM_NTP)]),
+        alert("skewed", "AwsClockSkewDetected", "warning", &[("server", SIM_NTP)]),
+        alert("skewed", "AwsClockNotSynchronising", "warning", &[]),
+        alert("skewed", "AwsClockErrorBoundTooLarge", "warning", &[]),
+        alert("shadowed", "AwsCredentialsInstanceProfileShadowed", "warning", &[("target", "self")]),
+        alert("shadowed", "AwsCredentialsStaticSessionToken", "warning", &[("target", "self"), ("provider", "environment")]),
     ]
 }
 
@@ -144,7 +140,12 @@ scrape_configs:
 }
 
 fn labels(alert: &Value) -> BTreeMap<String, String> {
-    alert["labels"].as_object().unwrap().iter().map(|(k, v)| (k.clone(), v.as_str().unwrap().to_string())).collect()
+    alert["labels"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| (k.clone(), if k == "server" { SIM_NTP.to_string() } else { v.as_str().unwrap().to_string() }))
+        .collect()
 }
 
 fn expected(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
