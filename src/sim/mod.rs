@@ -240,11 +240,20 @@ enum Decision {
     Hang,
 }
 
+/// Path prefix of the simulated container credentials endpoint (ECS task
+/// role style: `AWS_CONTAINER_CREDENTIALS_FULL_URI=http://<sim>/v2/credentials/ID`).
+pub const CONTAINER_PATH: &str = "/v2/credentials/";
+/// The `Authorization` value the simulated container endpoint requires.
+pub const CONTAINER_AUTHORIZATION: &str = "SimContainerAuthToken";
+
 fn decide(st: &mut ImdsState, req: &Request<Incoming>, path: &str) -> Decision {
     st.requests += 1;
     let n = st.requests;
     let now = Utc::now();
     let spec = st.spec.clone();
+    if path.starts_with(CONTAINER_PATH) {
+        return Decision::Answer(container(&spec, st.epoch, now, req));
+    }
     match spec.throttle {
         Throttle::Ratio { throttled, of } if of > 0 && (n - 1) % of < throttled => return Decision::Answer(response(429, TEXT, "")),
         Throttle::Rate { per_second } => {
@@ -347,6 +356,27 @@ fn metadata(spec: &ImdsSpec, epoch: DateTime<Utc>, now: DateTime<Utc>, path: &st
             _ => not_found(),
         },
     }
+}
+
+/// The container credentials endpoint: the same rotating credentials as the
+/// instance profile, behind an authorization token.
+fn container(spec: &ImdsSpec, epoch: DateTime<Utc>, now: DateTime<Utc>, req: &Request<Incoming>) -> Response<Full<Bytes>> {
+    let auth = req.headers().get("authorization").and_then(|v| v.to_str().ok());
+    if auth != Some(CONTAINER_AUTHORIZATION) {
+        return response(401, "application/json", "{\"code\":\"Unauthorized\"}");
+    }
+    let issue = current_issue(spec, epoch, now);
+    response(
+        200,
+        "application/json",
+        format!(
+            "{{\"RoleArn\":\"arn:aws:iam::123456789012:role/task-role\",\"AccessKeyId\":\"ASIASIMULATEDTASK{:03}\",\"SecretAccessKey\":\"{SECRET_KEY_MARKER}Task/{}\",\"Token\":\"{SESSION_TOKEN_MARKER}Task{}\",\"Expiration\":\"{}\"}}",
+            issue.number % 1000,
+            issue.number,
+            issue.number,
+            rfc3339(issue.expires)
+        ),
+    )
 }
 
 /// The part of `path` after a role-listing prefix the simulated IMDS serves.

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use aws_credentials_exporter::app;
 use aws_credentials_exporter::config::{Cli, Config};
-use aws_credentials_exporter::host::SimulatedHost;
+use aws_credentials_exporter::host::{Host, SimulatedHost};
 use aws_credentials_exporter::server;
 use aws_credentials_exporter::sim::{ImdsSpec, Listen, NtpSpec, Simulator, scenario};
 use clap::Parser;
@@ -78,10 +78,15 @@ pub async fn exporter(imds_url: &str, flags: &[&str]) -> Running {
 
 /// Starts the exporter in-process on the given simulated host.
 pub async fn exporter_with_host(imds_url: &str, flags: &[&str], host: SimulatedHost) -> Running {
+    exporter_with_any_host(imds_url, flags, Arc::new(host)).await
+}
+
+/// Starts the exporter in-process on any [`Host`].
+pub async fn exporter_with_any_host(imds_url: &str, flags: &[&str], host: Arc<dyn Host>) -> Running {
     let config = config(imds_url, flags);
     let listener = tokio::net::TcpListener::bind(config.listen).await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let exporter = app::exporter_with(&config, app::prober(&config).with_host(Arc::new(host)));
+    let exporter = app::exporter_with(&config, app::prober(&config).with_host(host));
     let (stop, stopped) = oneshot::channel::<()>();
     let e = exporter.clone();
     let task = tokio::spawn(async move {
