@@ -375,10 +375,14 @@ pub const OFFSET_FAIL_SECONDS: f64 = 60.0;
 
 const CHRONY_FIX: &str = "Configure chrony for the Amazon Time Sync Service: add `server 169.254.169.123 prefer iburst minpoll 4 maxpoll 4` to /etc/chrony/chrony.conf (or /etc/chrony.conf), `sudo systemctl restart chronyd`, then step the clock once with `sudo chronyc makestep`.";
 
-/// `3m0s ahead`, `120 ms behind`.
+/// `179.999 s (2m59s) ahead of`, `120.0 ms behind`, `within 1 ms of`.
 fn offset_words(offset: f64) -> String {
-    let dir = if offset >= 0.0 { "ahead of" } else { "behind" };
     let a = offset.abs();
+    // Below a millisecond the sign is measurement noise on a local network.
+    if a < 0.001 {
+        return "within 1 ms of".to_string();
+    }
+    let dir = if offset >= 0.0 { "ahead of" } else { "behind" };
     let size = if a < 1.0 {
         format!("{:.1} ms", a * 1000.0)
     } else {
