@@ -131,3 +131,16 @@ async fn demo_skewed_shows_the_skew_and_an_unsynchronised_kernel_clock() {
     assert_eq!(m.get("aws_clock_synchronized"), 1.0, "independent of this machine's time daemon");
     demo.stop();
 }
+
+/// Every series is a cost on every instance of a fleet: this budget makes growth a decision.
+#[tokio::test]
+async fn the_series_budget_holds() {
+    let demo = Demo::start("healthy", &[]);
+    let m = common::Metrics::parse(&common::get(&format!("{}/metrics", demo.base)).await);
+    demo.stop();
+    let total = m.samples.len();
+    let histogram = m.samples.keys().filter(|k| k.starts_with("aws_imds_request_duration_seconds")).count();
+    let process = m.samples.keys().filter(|k| k.starts_with("process_")).count();
+    eprintln!("series: {total} ({histogram} IMDS latency histogram, {process} process_*)");
+    assert!(total <= 95, "{total} series per instance (README, Scaling, says 93 with one NTP server and no process target)");
+}
