@@ -20,6 +20,7 @@ declare -A PKG=(
   [prometheus]=prometheus
   [amtool]=prometheus-alertmanager
   [prometheus-alertmanager]=prometheus-alertmanager
+  [chromium]=chromium
 )
 
 missing=()

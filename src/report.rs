@@ -629,7 +629,8 @@ pub fn render_html(r: &Report, telemetry_path: &str) -> String {
         (Some(e), Some(left)) => format!("{} (in {})", rfc3339(e), human(chrono::Duration::milliseconds((left * 1000.0) as i64))),
         _ => "unknown".into(),
     };
-    let offset = sm.clock_offset_seconds.map(offset_words).unwrap_or_else(|| "unknown".into());
+    let offset =
+        sm.clock_offset_seconds.map(|o| format!("this host is {} the time server", offset_words(o))).unwrap_or_else(|| "unknown".into());
     let imds = match (sm.imds_up, sm.imds_protocol_version) {
         (true, v) => format!("up (IMDSv{v})"),
         (false, 0) => "unreachable".into(),
