@@ -21,6 +21,7 @@ declare -A PKG=(
   [amtool]=prometheus-alertmanager
   [prometheus-alertmanager]=prometheus-alertmanager
   [chromium]=chromium
+  [systemd-analyze]=systemd
 )
 
 missing=()
