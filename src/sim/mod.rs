@@ -52,7 +52,25 @@ pub struct SimCounters {
     pub ntp: Arc<AtomicU64>,
 }
 
+/// Where the simulated IMDS serves its request counters as JSON (benchmarks read them).
+pub const COUNTERS_PATH: &str = "/sim/counters";
+
 impl SimCounters {
+    /// The counters as a JSON object.
+    pub fn to_json(&self) -> String {
+        let get = |c: &AtomicU64| c.load(Ordering::SeqCst);
+        serde_json::json!({
+            "token": get(&self.token),
+            "role": get(&self.role),
+            "credentials": get(&self.credentials),
+            "info": get(&self.info),
+            "other": get(&self.other),
+            "throttled": get(&self.throttled),
+            "ntp": get(&self.ntp),
+        })
+        .to_string()
+    }
+
     /// All IMDS requests.
     pub fn total(&self) -> u64 {
         [&self.token, &self.role, &self.credentials, &self.info, &self.other].iter().map(|c| c.load(Ordering::SeqCst)).sum()
@@ -205,6 +223,10 @@ const TEXT: &str = "text/plain";
 
 async fn imds(state: Arc<Mutex<ImdsState>>, counters: Arc<SimCounters>, req: Request<Incoming>) -> Response<Full<Bytes>> {
     let path = req.uri().path().to_string();
+    if path == COUNTERS_PATH {
+        // The simulator's own request counts, for benchmarks (not part of IMDS; not counted).
+        return response(200, "application/json", counters.to_json());
+    }
     let counter = match path.as_str() {
         "/latest/api/token" => &counters.token,
         "/latest/meta-data/iam/info" => &counters.info,
