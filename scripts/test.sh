@@ -55,6 +55,15 @@ if [ "${#missing[@]}" -gt 0 ]; then
   fi
 fi
 
+# botocore (PyPI): the reference peer of tests/botocore_parity.rs.
+if ! python3 -c 'import botocore' >/dev/null 2>&1; then
+  echo "installing: botocore (PyPI)"
+  # A Debian python3 is "externally managed" (PEP 668): pip needs --break-system-packages there.
+  python3 -m pip install --quiet 'botocore>=1.34' ||
+    python3 -m pip install --quiet --break-system-packages 'botocore>=1.34'
+  python3 -c 'import botocore'
+fi
+
 export RUST_BACKTRACE="${RUST_BACKTRACE:-0}"
 cargo fmt --check
 cargo clippy --locked --all-targets -- -D warnings

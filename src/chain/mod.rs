@@ -349,7 +349,7 @@ const CREDENTIAL_SOURCES: [&str; 3] = ["Environment", "Ec2InstanceMetadata", "Ec
 /// Evaluates `sdk`'s default chain for a process. `imds_has_role` is what the
 /// IMDS probe found (`None`: unknown); `now` judges token expiry.
 pub fn evaluate(sdk: Sdk, env: &ProcessEnv, imds_has_role: Option<bool>, now: DateTime<Utc>) -> ChainObservation {
-    let mut ctx = Ctx::new(sdk, env, now);
+    let mut ctx = Ctx::new(sdk, env, imds_has_role, now);
     let mut container = None;
     let evals: Vec<(Step, Eval)> = steps(sdk)
         .iter()
@@ -360,7 +360,7 @@ pub fn evaluate(sdk: Sdk, env: &ProcessEnv, imds_has_role: Option<bool>, now: Da
                     container = endpoint;
                     eval
                 }
-                Provider::InstanceProfile => ctx.instance_profile(imds_has_role),
+                Provider::InstanceProfile => ctx.instance_profile(),
                 _ => ctx.step(s.sdk_name),
             };
             (s, eval)
@@ -538,6 +538,8 @@ enum ReadFailure {
 struct Ctx<'a> {
     sdk: Sdk,
     env: &'a ProcessEnv,
+    /// What the IMDS probe found (`None`: unknown).
+    imds_has_role: Option<bool>,
     now: DateTime<Utc>,
     files: SharedFiles,
     /// A profile file that could not be parsed (botocore raises `ConfigParseError`).
@@ -549,10 +551,11 @@ struct Ctx<'a> {
 }
 
 impl<'a> Ctx<'a> {
-    fn new(sdk: Sdk, env: &'a ProcessEnv, now: DateTime<Utc>) -> Self {
+    fn new(sdk: Sdk, env: &'a ProcessEnv, imds_has_role: Option<bool>, now: DateTime<Utc>) -> Self {
         let mut ctx = Ctx {
             sdk,
             env,
+            imds_has_role,
             now,
             files: SharedFiles::default(),
             malformed: None,
@@ -976,7 +979,7 @@ impl<'a> Ctx<'a> {
             (None, Some(source)) if !CREDENTIAL_SOURCES.contains(&source) => Err(format!(
                 "profile {name:?}: credential_source {source:?} is not one of {CREDENTIAL_SOURCES:?}: botocore raises InvalidConfigError"
             )),
-            (None, Some(source)) => Ok(format!("credential_source {source}")),
+            (None, Some(source)) => self.python_credential_source(name, source),
             (Some(source), None) => {
                 let Some(sp) = profiles.get(source) else {
                     return Err(format!(
@@ -997,6 +1000,30 @@ impl<'a> Ctx<'a> {
                     self.python_role_source(profiles, source, visited).map(|s| format!("profile {source:?} assuming a role from {s}"))
                 }
             }
+        }
+    }
+
+    /// botocore `AssumeRoleProvider._resolve_credentials_from_source`: the named
+    /// provider is loaded at once, and when it finds nothing, botocore raises
+    /// `CredentialRetrievalError` (the chain stops; no later provider is tried).
+    fn python_credential_source(&self, name: &str, source: &str) -> Result<String, String> {
+        let fails = |why: &str| {
+            Err(format!(
+                "profile {name:?}: credential_source {source} finds no credentials ({why}): botocore raises CredentialRetrievalError"
+            ))
+        };
+        match source {
+            // `env` ran before `assume-role`: keys there would have won already.
+            "Environment" if !self.python_env().state.usable => fails("no AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"),
+            "Ec2InstanceMetadata" if self.imds_disabled() => fails("AWS_EC2_METADATA_DISABLED=true"),
+            "Ec2InstanceMetadata" if self.imds_has_role == Some(false) => fails("no instance profile attached"),
+            "EcsContainer"
+                if self.env.var("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI").is_none()
+                    && self.env.var("AWS_CONTAINER_CREDENTIALS_FULL_URI").is_none() =>
+            {
+                fails("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI/FULL_URI not set")
+            }
+            _ => Ok(format!("credential_source {source}")),
         }
     }
 
@@ -1375,24 +1402,29 @@ impl<'a> Ctx<'a> {
         (Eval::win(p, detail), Some(ContainerEndpoint { uri, authorization, source }))
     }
 
-    /// The instance profile, as far as the IMDS probe and `AWS_EC2_METADATA_DISABLED` tell.
-    fn instance_profile(&self, imds_has_role: Option<bool>) -> Eval {
-        let p = Provider::InstanceProfile;
+    /// The SDK never asks IMDS (`AWS_EC2_METADATA_DISABLED` and the Java properties).
+    fn imds_disabled(&self) -> bool {
         let is_true = |v: Option<&str>| v.is_some_and(|v| v.trim().eq_ignore_ascii_case("true"));
-        let disabled = match self.sdk {
+        match self.sdk {
             Sdk::Python => is_true(self.env.var("AWS_EC2_METADATA_DISABLED")),
             Sdk::JavaV2 => is_true(self.java_setting("aws.disableEc2Metadata", "AWS_EC2_METADATA_DISABLED")),
             Sdk::JavaV1 => {
                 is_true(self.env.prop("com.amazonaws.sdk.disableEc2Metadata")) || is_true(self.env.var("AWS_EC2_METADATA_DISABLED"))
             }
-        };
+        }
+    }
+
+    /// The instance profile, as far as the IMDS probe and `AWS_EC2_METADATA_DISABLED` tell.
+    fn instance_profile(&self) -> Eval {
+        let p = Provider::InstanceProfile;
+        let disabled = self.imds_disabled();
         if self.sdk == Sdk::JavaV1
             && (self.env.var("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI").is_some()
                 || self.env.var("AWS_CONTAINER_CREDENTIALS_FULL_URI").is_some())
         {
             return Eval::absent(p, "EC2ContainerCredentialsProviderWrapper uses the container endpoint and never IMDS");
         }
-        match imds_has_role {
+        match self.imds_has_role {
             Some(true) if disabled => Eval::skip(p, "IMDS has a role but AWS_EC2_METADATA_DISABLED=true: the SDK never asks IMDS"),
             Some(true) => Eval::win(p, "IMDS has an instance profile role"),
             Some(false) => Eval::absent(p, "no instance profile attached"),

@@ -145,6 +145,8 @@ const FUTURE_TOKEN: Pairs = &[("token", "$FUTURE_JWT")];
 const PAST_TOKEN: Pairs = &[("token", "$PAST_JWT")];
 const RELATIVE_URI: Pairs = &[("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "/v2/credentials/task-1")];
 const METADATA_DISABLED: Pairs = &[("AWS_EC2_METADATA_DISABLED", "true")];
+const IMDS_SOURCED_ROLE: Pairs =
+    &[("home/.aws/config", "[default]\nrole_arn = arn:aws:iam::123456789012:role/app\ncredential_source = Ec2InstanceMetadata\n")];
 
 fn env_expiry_and_suffix(o: &ChainObservation) {
     let env = state(o, Provider::Environment);
@@ -679,6 +681,73 @@ fn python_chain() {
                 files: &[("home/.aws/credentials", "[default]\nregion = a\n[default]\nregion = b\n")],
                 active: Provider::None,
                 stopped_at: Some(Provider::Profile),
+                shadowed: true,
+                ..BASE
+            },
+            Case {
+                name: "credential_source=Ec2InstanceMetadata assumes the role",
+                files: IMDS_SOURCED_ROLE,
+                active: Provider::Profile,
+                shadowed: true,
+                ..BASE
+            },
+            // Regression (tests/botocore_parity.rs): the exporter reported `profile`
+            // where botocore raises CredentialRetrievalError.
+            Case {
+                name: "credential_source=Ec2InstanceMetadata with IMDS disabled stops the chain",
+                vars: METADATA_DISABLED,
+                files: IMDS_SOURCED_ROLE,
+                active: Provider::None,
+                stopped_at: Some(Provider::Profile),
+                shadowed: true,
+                check: |o| assert!(partial(o, Provider::Profile).contains("CredentialRetrievalError"), "{o:?}"),
+                ..BASE
+            },
+            Case {
+                name: "credential_source=Ec2InstanceMetadata without an instance profile stops the chain",
+                files: IMDS_SOURCED_ROLE,
+                imds: Some(false),
+                active: Provider::None,
+                stopped_at: Some(Provider::Profile),
+                ..BASE
+            },
+            Case {
+                name: "credential_source=Ec2InstanceMetadata, IMDS unknown: assumed to work",
+                files: IMDS_SOURCED_ROLE,
+                imds: None,
+                active: Provider::Profile,
+                ..BASE
+            },
+            Case {
+                name: "credential_source=Environment without keys stops the chain",
+                files: &[(
+                    "home/.aws/config",
+                    "[default]\nrole_arn = arn:aws:iam::123456789012:role/app\ncredential_source = Environment\n",
+                )],
+                active: Provider::None,
+                stopped_at: Some(Provider::Profile),
+                shadowed: true,
+                ..BASE
+            },
+            Case {
+                name: "credential_source=EcsContainer needs a container URI",
+                files: &[(
+                    "home/.aws/config",
+                    "[default]\nrole_arn = arn:aws:iam::123456789012:role/app\ncredential_source = EcsContainer\n",
+                )],
+                active: Provider::None,
+                stopped_at: Some(Provider::Profile),
+                shadowed: true,
+                ..BASE
+            },
+            Case {
+                name: "credential_source=EcsContainer with a relative URI assumes the role",
+                vars: RELATIVE_URI,
+                files: &[(
+                    "home/.aws/config",
+                    "[default]\nrole_arn = arn:aws:iam::123456789012:role/app\ncredential_source = EcsContainer\n",
+                )],
+                active: Provider::Profile,
                 shadowed: true,
                 ..BASE
             },
