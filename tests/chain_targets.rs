@@ -199,3 +199,36 @@ async fn an_unreadable_process_is_reported_with_the_capability_needed() {
     assert!(!stdout.contains("panicked") && !stderr.contains("panicked"));
     sim.stop().await;
 }
+
+#[tokio::test]
+async fn web_identity_expiry_comes_from_the_token_which_never_leaks() {
+    use base64::Engine;
+    let sim = sim(sim::ImdsSpec::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let b64 = |v: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v);
+    let exp = chrono::Utc::now().timestamp() + 3000;
+    let jwt = format!(
+        "{}.{}.{}",
+        b64(r#"{"alg":"RS256","kid":"sim"}"#),
+        b64(&format!(
+            r#"{{"sub":"system:serviceaccount:default:app","aud":"sts.amazonaws.com","exp":{exp},"note":"SimWebIdentityToken"}}"#
+        )),
+        b64("SimWebIdentitySignature")
+    );
+    let token_file = dir.path().join("token");
+    std::fs::write(&token_file, &jwt).unwrap();
+    let mut host = scenario::by_name("healthy").unwrap().host();
+    host.env.set_var("AWS_WEB_IDENTITY_TOKEN_FILE", token_file.to_str().unwrap());
+    host.env.set_var("AWS_ROLE_ARN", "arn:aws:iam::123456789012:role/irsa");
+    let ex = exporter_with_host(&sim.imds_url(), &["--ntp.server", &sim.ntp_addr().to_string()], host).await;
+    let m = scrape(&ex).await;
+    assert_eq!(m.get(r#"aws_credentials_active_provider{target="self",provider="web_identity"}"#), 1.0, "{}", m.text);
+    let left = m.get(r#"aws_credentials_seconds_until_expiry{provider="web_identity",target="self"}"#);
+    assert!((2990.0..=3000.0).contains(&left), "JWT exp: {left}");
+    let pages = format!("{}{}{}", m.text, common::get(&ex.url("/")).await, common::get(&ex.url("/check.json")).await);
+    for secret in [jwt.as_str(), &jwt[..20], "SimWebIdentityToken", "SimWebIdentitySignature"] {
+        assert!(!pages.contains(secret), "web identity token material leaked: {secret}");
+    }
+    ex.stop().await;
+    sim.stop().await;
+}

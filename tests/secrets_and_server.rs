@@ -66,7 +66,7 @@ async fn no_page_or_log_line_carries_a_secret_in_any_scenario() {
     for s in scenario::all() {
         let demo = Demo::start(s.name, &["--imds.timeout", "300ms"]);
         let mut pages = String::new();
-        for path in ["/metrics", "/", "/-/healthy", "/metrics"] {
+        for path in ["/metrics", "/", "/check.json", "/-/healthy", "/metrics"] {
             let resp = client().get(format!("{}{path}", demo.base)).send().await.unwrap();
             assert!(resp.status().is_success(), "{} {path}", s.name);
             pages.push_str(&resp.text().await.unwrap());
@@ -76,6 +76,17 @@ async fn no_page_or_log_line_carries_a_secret_in_any_scenario() {
         assert!(log.contains("level=trace"), "{}: trace logging was on: {log}", s.name);
         assert_no_secret(&format!("{} pages", s.name), &pages);
         assert_no_secret(&format!("{} log", s.name), &log);
+        // The same scenario through `check`, text and JSON, logging at trace level.
+        for output in ["text", "json"] {
+            let out = Command::new(BIN)
+                .args(["demo", "--check", "--scenario", s.name, "--output", output, "--log.level", "trace", "--imds.timeout", "300ms"])
+                .env_clear()
+                .output()
+                .unwrap();
+            let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+            assert!(text.contains("level=trace"), "{}: trace logging was on", s.name);
+            assert_no_secret(&format!("{} check --output {output}", s.name), &text);
+        }
     }
 }
 
