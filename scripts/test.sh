@@ -67,7 +67,7 @@ fi
 export RUST_BACKTRACE="${RUST_BACKTRACE:-0}"
 cargo fmt --check
 cargo clippy --locked --all-targets -- -D warnings
-cargo test --locked --all-targets
+cargo test --locked --all-targets --no-fail-fast
 
 # Benchmark scripts in short mode, so they keep working (figures in README come from full runs).
 BIN="$PWD/target/debug/aws-credentials-exporter" benches/ntp.sh 5
