@@ -443,7 +443,7 @@ mod tests {
             kernel: Err("not read in tests".into()),
             time_sync: Arc::default(),
             chain: Arc::default(),
-            process: vec![],
+            process: Arc::default(),
         }
     }
 

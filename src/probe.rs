@@ -60,7 +60,7 @@ pub struct Snapshot {
     /// Credential chains of the targets.
     pub chain: Arc<ChainRound>,
     /// Process metrics of the exporter itself (`process_*`).
-    pub process: Vec<MetricFamily>,
+    pub process: Arc<Vec<MetricFamily>>,
 }
 
 /// A cached probe result with single-flight refresh.
@@ -118,7 +118,12 @@ pub struct Prober {
     time_sync_slot: Slot<TimeSyncConfig>,
     chain: ChainProbe,
     chain_slot: Slot<ChainRound>,
+    process_slot: Slot<Vec<MetricFamily>>,
 }
+
+/// The exporter's own process metrics (several `/proc/self` reads) are
+/// refreshed at most this often: a scrape storm does not multiply them.
+pub const PROCESS_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Time daemon configuration changes rarely: rescan at most this often.
 pub const TIME_SYNC_INTERVAL: Duration = Duration::from_secs(60);
@@ -137,6 +142,7 @@ impl Prober {
             time_sync_slot: Slot::new(TIME_SYNC_INTERVAL),
             chain,
             chain_slot: Slot::new(imds_interval),
+            process_slot: Slot::new(PROCESS_INTERVAL),
         }
     }
 
@@ -176,7 +182,7 @@ impl Prober {
             ntp: ntp.unwrap_or_default(),
             kernel: self.host.kernel_clock(),
             time_sync: time_sync.unwrap_or_default(),
-            process: process_metrics(),
+            process: self.process_slot.get(deadline, |_| async { process_metrics() }).await.unwrap_or_default(),
         }
     }
 }
