@@ -627,7 +627,7 @@ pub struct WebConfigFile {
 
 impl fmt::Debug for WebConfigFile {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("WebConfigFile").field("path", &self.path).field("current", &self.current()).finish()
+        f.debug_struct("WebConfigFile").field("path", &self.path).field("current", &*self.current.read().expect("web config lock")).finish()
     }
 }
 
