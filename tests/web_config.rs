@@ -421,3 +421,16 @@ async fn prometheus_scrapes_the_demo_over_tls_with_basic_auth() {
     demo.stop();
     assert_none_left(run.path());
 }
+
+#[test]
+fn the_readme_example_is_a_valid_web_config() {
+    let readme = std::fs::read_to_string(stack::repo("README.md")).unwrap();
+    let security = &readme[readme.find("## Security").expect("README has a Security section")..];
+    let start = security.find("```yaml\n").unwrap() + "```yaml\n".len();
+    let example = &security[start..start + security[start..].find("```").unwrap()];
+    let pki = Pki::new();
+    let config = pki.write_config(example);
+    let loaded = aws_credentials_exporter::webconfig::WebConfigFile::load(std::path::Path::new(&config)).unwrap_or_else(|e| panic!("{e}"));
+    let current = loaded.current();
+    assert!(loaded.tls_enabled() && current.auth().is_some() && current.headers().len() == 3, "{current:?}");
+}
