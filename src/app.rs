@@ -129,15 +129,12 @@ pub async fn demo(args: DemoArgs) -> anyhow::Result<i32> {
     // The simulated instance has its own kernel clock state, so the demo does
     // not depend on whether this machine runs a time daemon.
     let prober = prober(&config).with_host(Arc::new(scenario.host()));
-    let (exporter, listener) = match exporter_with(&config, prober) {
-        Ok(exporter) => (exporter, bind(&config).await),
-        Err(e) => {
-            simulator.stop().await;
-            return Err(e.into());
-        }
+    let started = match exporter_with(&config, prober) {
+        Ok(exporter) => bind(&config).await.map(|listener| (exporter, listener)),
+        Err(e) => Err(e.into()),
     };
-    let listener = match listener {
-        Ok(l) => l,
+    let (exporter, listener) = match started {
+        Ok(started) => started,
         Err(e) => {
             simulator.stop().await;
             return Err(e);
