@@ -15,6 +15,7 @@ use crate::ntp::NtpProbe;
 use crate::probe::Prober;
 use crate::server::{self, Exporter};
 use crate::sim::{self, Simulator};
+use crate::webconfig::{WebConfigError, WebConfigFile};
 use crate::{logging, metrics, report};
 
 /// Listen address of `demo` when none is given: loopback only.
@@ -31,14 +32,21 @@ pub fn prober(config: &Config) -> Prober {
     )
 }
 
-/// Builds the exporter's shared state from a validated configuration.
-pub fn exporter(config: &Config) -> Arc<Exporter> {
+/// Builds the exporter's shared state from a validated configuration; reads
+/// `--web.config.file`.
+pub fn exporter(config: &Config) -> Result<Arc<Exporter>, WebConfigError> {
     exporter_with(config, prober(config))
 }
 
-/// The exporter's shared state around the given probes.
-pub fn exporter_with(config: &Config, prober: Prober) -> Arc<Exporter> {
-    Arc::new(Exporter { prober, telemetry_path: config.telemetry_path.clone() })
+/// The exporter's shared state around the given probes; reads `--web.config.file`.
+pub fn exporter_with(config: &Config, prober: Prober) -> Result<Arc<Exporter>, WebConfigError> {
+    let web_config = config.web_config_file.as_deref().map(WebConfigFile::load).transpose()?.map(Arc::new);
+    Ok(Arc::new(Exporter { prober, telemetry_path: config.telemetry_path.clone(), web_config }))
+}
+
+/// `https` when the web config turns TLS on.
+fn scheme(exporter: &Exporter) -> &'static str {
+    if exporter.web_config.as_ref().is_some_and(|w| w.tls_enabled()) { "https" } else { "http" }
 }
 
 async fn bind(config: &Config) -> anyhow::Result<TcpListener> {
@@ -49,16 +57,20 @@ async fn bind(config: &Config) -> anyhow::Result<TcpListener> {
 pub async fn serve(args: ExporterArgs) -> anyhow::Result<()> {
     logging::init(args.log_level, args.log_format);
     let config = args.resolve(&|k| std::env::var(k).ok())?;
+    // Before listening: an invalid web config must not leave an open port behind.
+    let exporter = exporter(&config)?;
     let listener = bind(&config).await?;
     tracing::info!(
         version = metrics::VERSION,
         revision = metrics::REVISION,
         listen = %listener.local_addr()?,
+        scheme = scheme(&exporter),
+        basic_auth = exporter.web_config.as_ref().is_some_and(|w| w.current().auth().is_some()),
         imds = %config.imds.endpoint,
         imds_disabled = config.imds.disabled,
         "aws-credentials-exporter started"
     );
-    server::run(listener, exporter(&config), shutdown_signal()).await;
+    server::run(listener, exporter, shutdown_signal()).await;
     Ok(())
 }
 
@@ -114,22 +126,33 @@ pub async fn demo(args: DemoArgs) -> anyhow::Result<i32> {
         simulator.stop().await;
         return Ok(code);
     }
-    let listener = bind(&config).await?;
+    // The simulated instance has its own kernel clock state, so the demo does
+    // not depend on whether this machine runs a time daemon.
+    let prober = prober(&config).with_host(Arc::new(scenario.host()));
+    let started = match exporter_with(&config, prober) {
+        Ok(exporter) => bind(&config).await.map(|listener| (exporter, listener)),
+        Err(e) => Err(e.into()),
+    };
+    let (exporter, listener) = match started {
+        Ok(started) => started,
+        Err(e) => {
+            simulator.stop().await;
+            return Err(e);
+        }
+    };
     let addr = listener.local_addr()?;
+    let scheme = scheme(&exporter);
     // A closed stdout (piped into `head`) must not stop the demo: ignore write errors.
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "aws-credentials-exporter demo, scenario {:?}: {}", scenario.name, scenario.description);
-    let _ = writeln!(out, "  metrics:        http://{addr}{}", config.telemetry_path);
-    let _ = writeln!(out, "  landing page:   http://{addr}/");
+    let _ = writeln!(out, "  metrics:        {scheme}://{addr}{}", config.telemetry_path);
+    let _ = writeln!(out, "  landing page:   {scheme}://{addr}/");
     let _ = writeln!(out, "  simulated IMDS: {}", simulator.imds_url());
     let _ = writeln!(out, "  simulated NTP:  {}", simulator.ntp_addr());
     let _ = writeln!(out, "Press Ctrl-C to stop.");
     let _ = out.flush();
     drop(out);
-    // The simulated instance has its own kernel clock state, so the demo does
-    // not depend on whether this machine runs a time daemon.
-    let prober = prober(&config).with_host(Arc::new(scenario.host()));
-    server::run(listener, exporter_with(&config, prober), shutdown_signal()).await;
+    server::run(listener, exporter, shutdown_signal()).await;
     simulator.stop().await;
     Ok(0)
 }

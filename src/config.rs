@@ -6,6 +6,7 @@
 //! start-up error that names the flag or variable it came from.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -60,6 +61,9 @@ pub struct ExporterArgs {
     /// Path under which to expose metrics.
     #[arg(long = "web.telemetry-path", default_value = "/metrics", value_name = "PATH")]
     pub telemetry_path: String,
+    /// Prometheus web configuration file (exporter-toolkit format) that enables TLS and/or basic authentication; re-read when it changes.
+    #[arg(long = "web.config.file", value_name = "PATH")]
+    pub web_config_file: Option<PathBuf>,
     /// IMDS base URL [env: AWS_EC2_METADATA_SERVICE_ENDPOINT] [default: from endpoint mode].
     #[arg(long = "imds.endpoint", value_name = "URL")]
     pub imds_endpoint: Option<String>,
@@ -192,6 +196,8 @@ pub struct Config {
     pub listen: SocketAddr,
     /// Path of the metrics page.
     pub telemetry_path: String,
+    /// `--web.config.file`: TLS and basic authentication (see [`crate::webconfig`]).
+    pub web_config_file: Option<PathBuf>,
     /// IMDS client settings.
     pub imds: ImdsConfig,
     /// Minimum interval between two IMDS probes.
@@ -283,9 +289,19 @@ impl ExporterArgs {
         }
         let probe_min_interval =
             parse_duration(&self.probe_min_interval).map_err(|r| ConfigError::new("--probe.min-interval", &self.probe_min_interval, r))?;
+        // An empty path means no web configuration, as in exporter-toolkit.
+        let web_config_file = self.web_config_file.clone().filter(|p| !p.as_os_str().is_empty());
         let imds = self.resolve_imds(env)?;
         let chain = self.resolve_chain(imds.timeout)?;
-        Ok(Config { listen, telemetry_path: self.telemetry_path.clone(), imds, probe_min_interval, ntp: self.resolve_ntp()?, chain })
+        Ok(Config {
+            listen,
+            telemetry_path: self.telemetry_path.clone(),
+            web_config_file,
+            imds,
+            probe_min_interval,
+            ntp: self.resolve_ntp()?,
+            chain,
+        })
     }
 
     fn resolve_chain(&self, timeout: Duration) -> Result<ChainConfig, ConfigError> {

@@ -21,7 +21,9 @@
 //! - [`probe`]: runs the probes when scraped, at most once per minimum interval
 //!   (single flight), and assembles a [`probe::Snapshot`].
 //! - [`metrics`]: Snapshot -> Prometheus text; the only module that knows metric names.
-//! - [`server`]: HTTP: `/metrics`, landing page, health; on [`http`], the shared hyper loop.
+//! - [`server`]: HTTP: `/metrics`, landing page, health; on [`http`], the shared hyper loop
+//!   (plain or TLS). [`webconfig`]: `--web.config.file` (TLS, client certificates, basic
+//!   auth, headers in the exporter-toolkit format), re-read when it changes.
 //! - [`sim`]: the simulated EC2 instance behind `demo` and the tests.
 //! - [`secret`], [`backoff`], [`logging`]: small shared pieces.
 //! - [`app`]: the subcommands, wired from the pieces above.
@@ -46,3 +48,4 @@ pub mod secret;
 pub mod server;
 pub mod sim;
 pub mod timesync;
+pub mod webconfig;

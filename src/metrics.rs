@@ -10,6 +10,7 @@ use crate::chain::{ChainObservation, Provider, TargetReport};
 use crate::imds::{Endpoint, Protocol};
 use crate::ntp::NtpSample;
 use crate::probe::Snapshot;
+use crate::webconfig::WebConfigStatus;
 
 /// Content type of the text exposition format 0.0.4.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -104,9 +105,24 @@ pub fn render(s: &Snapshot) -> String {
     clock_families(&mut f, s);
     exporter_families(&mut f, s);
     f.0.extend(s.process.iter().cloned());
+    encode(&f.0)
+}
+
+/// The state of `--web.config.file`, appended to the page when the flag is set.
+pub fn render_web_config(status: &WebConfigStatus) -> String {
+    let mut f = Families::default();
+    f.gauge(
+        "aws_credentials_exporter_web_config_last_reload_successful",
+        "Whether the last reading of --web.config.file was valid. 0: the file (or a certificate it names) changed and is invalid; the last valid configuration stays in force.",
+        [(vec![], if status.last_reload_successful { 1.0 } else { 0.0 })],
+    );
+    encode(&f.0)
+}
+
+fn encode(families: &[MetricFamily]) -> String {
     let mut out = String::with_capacity(8 * 1024);
     let encoder = TextEncoder::new();
-    for family in &f.0 {
+    for family in families {
         // One bad family (the encoder refuses, e.g., an invalid name) costs only itself.
         if let Err(e) = encoder.encode_utf8(std::slice::from_ref(family), &mut out) {
             tracing::error!(family = family.name(), error = %e, "cannot encode metric family");

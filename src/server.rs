@@ -1,4 +1,5 @@
-//! The exporter's HTTP face: the metrics page, a landing page and health.
+//! The exporter's HTTP face: the metrics page, a landing page and health;
+//! with `--web.config.file`, over TLS and/or behind basic authentication.
 
 use std::future::Future;
 use std::io::Write;
@@ -8,11 +9,13 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
+use hyper::header::{AUTHORIZATION, HeaderValue, WWW_AUTHENTICATE};
 use hyper::{Method, Request, Response};
 use tokio::net::TcpListener;
 
-use crate::http::{response, serve};
+use crate::http::{TlsConfigSource, response, serve_tls};
 use crate::probe::Prober;
+use crate::webconfig::{REALM, WebConfigFile};
 use crate::{metrics, report};
 
 /// Probe deadline when Prometheus sends no scrape timeout (curl, browsers).
@@ -27,20 +30,48 @@ pub struct Exporter {
     pub prober: Prober,
     /// Path of the metrics page.
     pub telemetry_path: String,
+    /// `--web.config.file`: TLS, basic authentication, extra headers.
+    pub web_config: Option<Arc<WebConfigFile>>,
 }
 
 /// Serves the exporter on `listener` until `shutdown` resolves.
 pub async fn run(listener: TcpListener, exporter: Arc<Exporter>, shutdown: impl Future<Output = ()>) {
-    serve(listener, move |req| handle(exporter.clone(), req), shutdown).await
+    let tls = exporter
+        .web_config
+        .clone()
+        .filter(|w| w.tls_enabled())
+        .map(|w| -> TlsConfigSource { Arc::new(move || w.current().tls().cloned()) });
+    serve_tls(listener, tls, move |req| handle(exporter.clone(), req), shutdown).await
 }
 
 async fn handle(exporter: Arc<Exporter>, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    let Some(web) = &exporter.web_config else {
+        return route(&exporter, req).await;
+    };
+    let config = web.current();
+    // Every path is protected, health included, as with exporter-toolkit.
+    let mut resp = match config.auth() {
+        Some(auth) if !auth.check(req.headers().get(AUTHORIZATION)).await => {
+            let mut resp = response(401, "text/plain; charset=utf-8", "Unauthorized\n");
+            let challenge = HeaderValue::from_str(&format!("Basic realm=\"{REALM}\"")).expect("static realm is a valid header");
+            resp.headers_mut().insert(WWW_AUTHENTICATE, challenge);
+            resp
+        }
+        _ => route(&exporter, req).await,
+    };
+    for (name, value) in config.headers() {
+        resp.headers_mut().insert(name.clone(), value.clone());
+    }
+    resp
+}
+
+async fn route(exporter: &Exporter, req: Request<Incoming>) -> Response<Full<Bytes>> {
     if req.method() != Method::GET && req.method() != Method::HEAD {
         return response(405, "text/plain; charset=utf-8", "method not allowed\n");
     }
     let path = req.uri().path();
     if path == exporter.telemetry_path {
-        return metrics_page(&exporter, &req).await;
+        return metrics_page(exporter, &req).await;
     }
     match path {
         "/" | "/check.json" => {
@@ -60,7 +91,10 @@ async fn handle(exporter: Arc<Exporter>, req: Request<Incoming>) -> Response<Ful
 async fn metrics_page(exporter: &Exporter, req: &Request<Incoming>) -> Response<Full<Bytes>> {
     let deadline = Instant::now() + probe_budget(req.headers().get("x-prometheus-scrape-timeout-seconds").and_then(|v| v.to_str().ok()));
     let snapshot = exporter.prober.snapshot(deadline).await;
-    let body = metrics::render(&snapshot);
+    let mut body = metrics::render(&snapshot);
+    if let Some(web) = &exporter.web_config {
+        body.push_str(&metrics::render_web_config(&web.status()));
+    }
     if accepts_gzip(req) {
         let mut enc = flate2::write::GzEncoder::new(Vec::with_capacity(body.len() / 4), flate2::Compression::fast());
         if let Ok(gz) = enc.write_all(body.as_bytes()).and_then(|()| enc.finish()) {

@@ -86,7 +86,7 @@ pub async fn exporter_with_any_host(imds_url: &str, flags: &[&str], host: Arc<dy
     let config = config(imds_url, flags);
     let listener = tokio::net::TcpListener::bind(config.listen).await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let exporter = app::exporter_with(&config, app::prober(&config).with_host(host));
+    let exporter = app::exporter_with(&config, app::prober(&config).with_host(host)).expect("web config");
     let (stop, stopped) = oneshot::channel::<()>();
     let e = exporter.clone();
     let task = tokio::spawn(async move {
