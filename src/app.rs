@@ -41,7 +41,7 @@ pub fn exporter(config: &Config) -> Result<Arc<Exporter>, WebConfigError> {
 /// The exporter's shared state around the given probes; reads `--web.config.file`.
 pub fn exporter_with(config: &Config, prober: Prober) -> Result<Arc<Exporter>, WebConfigError> {
     let web_config = config.web_config_file.as_deref().map(WebConfigFile::load).transpose()?.map(Arc::new);
-    Ok(Arc::new(Exporter { prober, telemetry_path: config.telemetry_path.clone(), web_config }))
+    Ok(Arc::new(Exporter { prober, telemetry_path: config.telemetry_path.clone(), web_config, page: Default::default() }))
 }
 
 /// `https` when the web config turns TLS on.

@@ -63,6 +63,17 @@ pub struct Snapshot {
     pub process: Arc<Vec<MetricFamily>>,
 }
 
+impl Snapshot {
+    /// Identity of the probe results this snapshot holds: equal for two
+    /// snapshots when no probe ran in between (pages rendered from one can be reused).
+    pub fn identity(&self) -> [usize; 5] {
+        fn ptr<T>(a: &Arc<T>) -> usize {
+            Arc::as_ptr(a) as *const () as usize
+        }
+        [ptr(&self.imds), ptr(&self.ntp), ptr(&self.chain), ptr(&self.time_sync), ptr(&self.process)]
+    }
+}
+
 /// A cached probe result with single-flight refresh.
 pub struct Slot<T> {
     min_interval: Duration,

@@ -32,6 +32,23 @@ pub struct Exporter {
     pub telemetry_path: String,
     /// `--web.config.file`: TLS, basic authentication, extra headers.
     pub web_config: Option<Arc<WebConfigFile>>,
+    /// The last rendered metrics page (see [`PAGE_REUSE`]).
+    pub page: std::sync::Mutex<Option<Page>>,
+}
+
+/// How long a rendered metrics page is served again while no probe has run:
+/// during a scrape storm the page is rendered a few times a second instead of
+/// once per request; time-derived values (seconds until expiry) are at most
+/// this old.
+pub const PAGE_REUSE: Duration = Duration::from_millis(250);
+
+/// A rendered metrics page and what it was rendered from.
+#[derive(Debug)]
+pub struct Page {
+    key: ([usize; 5], bool),
+    rendered_at: Instant,
+    text: Bytes,
+    gzip: Option<Bytes>,
 }
 
 /// Serves the exporter on `listener` until `shutdown` resolves.
@@ -91,19 +108,39 @@ async fn route(exporter: &Exporter, req: Request<Incoming>) -> Response<Full<Byt
 async fn metrics_page(exporter: &Exporter, req: &Request<Incoming>) -> Response<Full<Bytes>> {
     let deadline = Instant::now() + probe_budget(req.headers().get("x-prometheus-scrape-timeout-seconds").and_then(|v| v.to_str().ok()));
     let snapshot = exporter.prober.snapshot(deadline).await;
-    let mut body = metrics::render(&snapshot);
-    if let Some(web) = &exporter.web_config {
-        body.push_str(&metrics::render_web_config(&web.status()));
-    }
-    if accepts_gzip(req) {
-        let mut enc = flate2::write::GzEncoder::new(Vec::with_capacity(body.len() / 4), flate2::Compression::fast());
-        if let Ok(gz) = enc.write_all(body.as_bytes()).and_then(|()| enc.finish()) {
+    let web_status = exporter.web_config.as_ref().map(|w| w.status());
+    let key = (snapshot.identity(), web_status.as_ref().is_none_or(|s| s.last_reload_successful));
+    let gzip = accepts_gzip(req);
+    let (text, gz) = {
+        // Rendering under the lock: concurrent scrapes wait for one render instead of all rendering.
+        let mut page = exporter.page.lock().expect("page lock");
+        if !page.as_ref().is_some_and(|p| p.key == key && p.rendered_at.elapsed() < PAGE_REUSE) {
+            let mut body = metrics::render(&snapshot);
+            if let Some(s) = &web_status {
+                body.push_str(&metrics::render_web_config(s));
+            }
+            *page = Some(Page { key, rendered_at: Instant::now(), text: Bytes::from(body), gzip: None });
+        }
+        let p = page.as_mut().expect("rendered above");
+        if gzip && p.gzip.is_none() {
+            p.gzip = gzip_bytes(&p.text);
+        }
+        (p.text.clone(), if gzip { p.gzip.clone() } else { None })
+    };
+    match gz {
+        Some(gz) => {
             let mut resp = response(200, metrics::CONTENT_TYPE, gz);
             resp.headers_mut().insert("content-encoding", "gzip".parse().expect("static header"));
-            return resp;
+            resp
         }
+        None => response(200, metrics::CONTENT_TYPE, text),
     }
-    response(200, metrics::CONTENT_TYPE, body)
+}
+
+fn gzip_bytes(text: &[u8]) -> Option<Bytes> {
+    let mut enc = flate2::write::GzEncoder::new(Vec::with_capacity(text.len() / 4), flate2::Compression::fast());
+    enc.write_all(text).ok()?;
+    enc.finish().ok().map(Bytes::from)
 }
 
 /// The probe deadline for a scrape: Prometheus' timeout minus an offset

@@ -65,3 +65,25 @@ async fn steady_scraping_costs_one_document_per_interval() {
     ex.stop().await;
     sim.stop().await;
 }
+
+#[tokio::test]
+async fn a_rendered_page_is_reused_for_at_most_250_ms_and_never_across_probes() {
+    let sim = sim(ImdsSpec::default()).await;
+    let ex = exporter_on(&sim, &["--probe.min-interval", "60s"]).await;
+    let until = r#"aws_credentials_seconds_until_expiry{provider="instance_profile",role="app-role"}"#;
+    let a = common::scrape(&ex).await.get(until);
+    let b = common::scrape(&ex).await.get(until);
+    assert_eq!(a, b, "the same page within 250 ms");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let c = common::scrape(&ex).await.get(until);
+    assert!(c < b, "re-rendered after 250 ms: the countdown moved ({b} -> {c})");
+    ex.stop().await;
+    // With a probe on every scrape, every scrape renders what that probe found.
+    let ex = exporter_on(&sim, &["--probe.min-interval", "0s"]).await;
+    let before = common::scrape(&ex).await.get("aws_imds_throttled_total");
+    sim.update(|s| s.throttle = aws_credentials_exporter::sim::Throttle::Ratio { throttled: 1, of: 2 });
+    let after = common::scrape(&ex).await.get("aws_imds_throttled_total");
+    assert!(after > before, "a new probe is never hidden by a cached page");
+    ex.stop().await;
+    sim.stop().await;
+}
