@@ -63,7 +63,15 @@ fn clock_jumps_under_faketime_give_no_negative_durations_and_no_panic() {
     let offset_file = dir.path().join("faketime");
     std::fs::write(&offset_file, "+0s").unwrap();
     let port = common::stack::free_port();
-    let mut child = Command::new(BIN)
+    /// Kills the demo even when an assertion fails first.
+    struct KillOnDrop(std::process::Child);
+    impl Drop for KillOnDrop {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut guard = KillOnDrop(Command::new(BIN)
         .args(["demo", "--scenario", "healthy", "--web.listen-address", &format!("127.0.0.1:{port}"), "--probe.min-interval", "0s"])
         .args(["--ntp.min-interval", "0s"])
         .env_clear()
@@ -77,7 +85,8 @@ fn clock_jumps_under_faketime_give_no_negative_durations_and_no_panic() {
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
-        .unwrap();
+        .unwrap());
+    let child = &mut guard.0;
     let url = format!("http://127.0.0.1:{port}/metrics");
     let fetch = || -> Option<Metrics> {
         let out = Command::new("curl").args(["-sf", "--noproxy", "*", "-m", "5", &url]).output().ok()?;
