@@ -2,6 +2,7 @@
 //! simulator: accept, serve each connection on its own task, drain on shutdown.
 
 use std::convert::Infallible;
+use std::error::Error as StdError;
 use std::future::Future;
 use std::time::Duration;
 
@@ -19,11 +20,15 @@ use tokio::net::TcpListener;
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Serves `handler` on `listener` until `shutdown` resolves, then lets
-/// in-flight requests finish (up to [`DRAIN_TIMEOUT`]).
-pub async fn serve<H, Fut>(listener: TcpListener, handler: H, shutdown: impl Future<Output = ()>)
+/// in-flight requests finish (up to [`DRAIN_TIMEOUT`]). The exporter answers
+/// with whole bodies ([`Full`]); the simulator also streams (slow or endless
+/// bodies), and a body that fails ends its connection.
+pub async fn serve<H, Fut, B>(listener: TcpListener, handler: H, shutdown: impl Future<Output = ()>)
 where
     H: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
-    Fut: Future<Output = Response<Full<Bytes>>> + Send + 'static,
+    Fut: Future<Output = Response<B>> + Send + 'static,
+    B: hyper::body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn StdError + Send + Sync>>,
 {
     let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);
