@@ -554,7 +554,7 @@ mod tests {
     use std::sync::atomic::{AtomicU64, Ordering};
 
     use super::*;
-    use crate::sim::ntp::{ERA_2036_SHIFT_SECONDS, FLOOD_PACKETS, Hostile, NtpSpec, serve};
+    use crate::sim::ntp::{ERA_2036_SHIFT_SECONDS, FLOOD_PACKETS, Hostile, NtpSpec, STORM_PACKETS, serve};
 
     fn sample(offset: f64, rtt: f64) -> NtpSample {
         NtpSample {
@@ -859,6 +859,22 @@ mod tests {
         assert_eq!(r.ignored_packets_total, FLOOD_PACKETS);
         assert!(r.kiss_of_death_total.is_empty() && !r.polling_stopped, "a spoofed DENY is not obeyed");
         assert!(failures(&r).is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_storm_of_unsolicited_packets_is_ignored_without_a_spoofed_offset() {
+        let started = Instant::now();
+        let r = probe_once(NtpSpec { hostile: Some(Hostile::Storm), offset_seconds: -2.0, ..NtpSpec::default() }).await;
+        assert!(started.elapsed() < TIMEOUT * 4, "{:?}", started.elapsed());
+        // Loopback drops datagrams when the socket buffer fills (the real reply too,
+        // on a busy machine): whatever arrives is ignored and nothing spoofed becomes the offset.
+        assert!(r.ignored_packets_total > STORM_PACKETS / 4, "{}", r.ignored_packets_total);
+        assert!(r.kiss_of_death_total.is_empty() && !r.polling_stopped, "a spoofed DENY is not obeyed");
+        match &r.sample {
+            // The server timestamped its reply before the storm: the true offset is within rtt/2.
+            Some(s) => assert!((s.offset_seconds - 2.0).abs() <= s.rtt_seconds / 2.0 + 0.005, "{s:?}"),
+            None => assert_eq!(failures(&r), [("bad_origin", 1)], "{:?}", r.error),
+        }
     }
 
     #[tokio::test]
