@@ -168,6 +168,19 @@ impl IniFile {
             };
             let mut section = Section::default();
             for (key, value) in properties {
+                // rust-ini reads a line without `=` or `:` (or the rest of a line after a
+                // section header) as the start of a key that runs into the next line, where
+                // Python's RawConfigParser and SDK for Java v2 refuse the file. Refuse it too:
+                // such a key could swallow `aws_secret_access_key` and leave its value unmarked.
+                if key.contains(['\n', '\r']) {
+                    return Err(ChainError::new(
+                        ErrorReason::Malformed,
+                        format!(
+                            "{} is not a valid profile file: a line is neither a [section] header, a key = value pair nor an indented continuation; botocore and the SDK for Java refuse it",
+                            shown.display()
+                        ),
+                    ));
+                }
                 let key = key.trim().to_ascii_lowercase();
                 let secret = SECRET_KEYS.contains(&key.as_str());
                 if section.values.insert(key.clone(), Value::new(value, secret)).is_some() {
@@ -349,6 +362,19 @@ mod tests {
     }
 
     #[test]
+    fn a_stray_bracket_does_not_turn_a_secret_into_a_plain_value() {
+        for text in [
+            format!("[default]]\naws_secret_access_key = {SECRET}\n"),
+            format!("[default]\njunk without a delimiter\naws_secret_access_key = {SECRET}\n"),
+        ] {
+            let err = IniFile::parse(&text, Path::new("/c")).unwrap_err();
+            assert_eq!(err.reason, ErrorReason::Malformed, "{text}");
+            assert!(err.to_string().contains("neither a [section] header"), "{err}");
+            assert!(!format!("{err} {err:?}").contains(SECRET));
+        }
+    }
+
+    #[test]
     fn missing_files_are_no_profiles() {
         assert_eq!(IniFile::load(Path::new("/nonexistent/.aws/credentials"), Path::new("~/.aws/credentials")).unwrap(), None);
         assert_eq!(IniFile::load(Path::new("/"), Path::new("/")).unwrap(), None, "a directory is no file");
@@ -372,5 +398,124 @@ mod tests {
         assert!(file.sections["p"].expiry().unwrap().1.is_err());
         let both = parse("[p]\nexpiration = 2020-01-01 00:00:00\nx_security_token_expires = 2030-01-01T00:00:00Z\n");
         assert_eq!(both.sections["p"].expiry().unwrap().0, "x_security_token_expires");
+    }
+}
+
+/// Properties of [`IniFile::parse`] on untrusted text (see `crate::fuzzing`).
+#[cfg(test)]
+mod fuzz {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::fuzzing::{corpus, fuzz};
+
+    /// Marks every secret the strategies generate.
+    const MARK: &str = "FuzzSecretValue";
+
+    /// Everything the parse exposes to callers that may print it.
+    fn exercise(file: &IniFile) -> String {
+        let files = SharedFiles { config: Some(file.clone()), credentials: Some(file.clone()) };
+        let mut out = format!("{file:?} {:?} {:?} {:?}", files.profiles(), files.sso_sessions(), files.python_parse_error());
+        for section in file.sections.values() {
+            out.push_str(&format!("{:?}", section.expiry()));
+        }
+        out
+    }
+
+    #[test]
+    fn fuzz_arbitrary_text_never_panics() {
+        fuzz(file!(), ".{0,600}", |text| {
+            if let Ok(file) = IniFile::parse(&text, Path::new("/f")) {
+                exercise(&file);
+            }
+            Ok(())
+        });
+    }
+
+    const KEYS: [&str; 12] = [
+        "region",
+        "role_arn",
+        "source_profile",
+        "credential_process",
+        "aws_access_key_id",
+        "sso_session",
+        "x_security_token_expires",
+        "aws_expiration",
+        "expiration",
+        "s3",
+        "web_identity_token_file",
+        "output",
+    ];
+
+    fn any_case(s: &str) -> impl Strategy<Value = String> + use<> {
+        let s = s.to_string();
+        prop::collection::vec(any::<bool>(), s.len())
+            .prop_map(move |up| s.chars().zip(up).map(|(c, u)| if u { c.to_ascii_uppercase() } else { c }).collect())
+    }
+
+    /// One line of a profile file, and the secret it holds, if any.
+    fn line() -> impl Strategy<Value = (String, Option<String>)> {
+        let name = prop_oneof![
+            Just("default".to_string()),
+            "[a-z-]{1,8}".prop_map(|n| format!("profile {n}")),
+            "[a-z ]{0,8}".prop_map(|n| format!("profile \"{n}\"")),
+            "[a-z]{1,8}".prop_map(|n| format!("sso-session {n}")),
+            "[^\r\n]{0,12}",
+        ];
+        let value = prop_oneof!["[^\r\n]{0,30}", Just("2026-11-28T23:00:00Z".to_string()), Just("2026-11-28 23:00:00".to_string())];
+        let delimiter = prop_oneof![Just("="), Just(" = "), Just(":"), Just(" : "), Just("\t=\t")];
+        let plain = (prop::sample::select(&KEYS[..]).prop_flat_map(any_case), delimiter.clone(), value, "[ \t]{0,1}")
+            .prop_map(|(k, d, v, indent)| (format!("{indent}{k}{d}{v}"), None));
+        let secret =
+            (prop::sample::select(&SECRET_KEYS[1..4]).prop_flat_map(any_case), delimiter, "[A-Za-z0-9/+]{0,20}").prop_map(|(k, d, v)| {
+                let v = format!("{MARK}{v}");
+                (format!("{k}{d}{v}"), Some(v))
+            });
+        prop_oneof![
+            2 => (name, "[ ]{0,1}", prop::bool::weighted(0.95)).prop_map(|(n, pad, closed)| (format!("{pad}[{n}]{}", if closed { "]" } else { "" }), None)),
+            4 => plain,
+            2 => secret,
+            1 => "[ \t]{0,2}[#;][^\r\n]{0,20}".prop_map(|c| (c, None)),
+            1 => Just((String::new(), None)),
+            1 => "[ \t]{1,3}[^\r\n]{0,20}".prop_map(|c| (c, None)),
+            1 => "[^\r\n]{0,30}".prop_map(|j| (j, None)),
+        ]
+    }
+
+    /// INI-like text: headers, keys, secrets, comments, continuations and junk, LF or CRLF.
+    fn profile_file() -> impl Strategy<Value = (String, Vec<String>)> {
+        (prop::collection::vec(line(), 0..24), any::<bool>()).prop_map(|(lines, crlf)| {
+            let secrets = lines.iter().filter_map(|(_, s)| s.clone()).collect();
+            let text = lines.into_iter().map(|(l, _)| l).collect::<Vec<_>>().join(if crlf { "\r\n" } else { "\n" });
+            (text, secrets)
+        })
+    }
+
+    #[test]
+    fn fuzz_profile_files_never_panic_nor_print_a_secret() {
+        fuzz(file!(), profile_file(), |(text, secrets)| {
+            let printed = match IniFile::parse(&text, Path::new("/home/u/.aws/credentials")) {
+                Ok(file) => exercise(&file),
+                Err(e) => format!("{e} {e:?}"),
+            };
+            for s in &secrets {
+                prop_assert!(!printed.contains(s.as_str()), "secret {s:?} printed: {printed}");
+            }
+            Ok(())
+        });
+    }
+
+    /// The hand-kept corpus parses or fails without a panic, and nothing
+    /// marked `CorpusSecret` is printed.
+    #[test]
+    fn corpus_profile_files_never_panic_nor_print_a_secret() {
+        for (path, bytes) in corpus("profile") {
+            let Ok(text) = std::str::from_utf8(&bytes) else { continue };
+            let printed = match IniFile::parse(text, &path) {
+                Ok(file) => exercise(&file),
+                Err(e) => format!("{e} {e:?}"),
+            };
+            assert!(!printed.contains("CorpusSecret"), "{}: {printed}", path.display());
+        }
     }
 }
