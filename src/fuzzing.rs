@@ -23,8 +23,9 @@ where
     S: Strategy,
     S::Value: Debug,
 {
+    let persist = std::env::var_os("PROPTEST_DISABLE_FAILURE_PERSISTENCE").is_none();
     let config = Config {
-        failure_persistence: Some(Box::new(FileFailurePersistence::SourceParallel("proptest-regressions"))),
+        failure_persistence: persist.then(|| Box::new(FileFailurePersistence::SourceParallel("proptest-regressions")) as _),
         source_file: Some(source_file),
         ..Config::default()
     };
