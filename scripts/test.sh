@@ -69,5 +69,8 @@ cargo fmt --check
 cargo clippy --locked --all-targets -- -D warnings
 cargo test --locked --all-targets --no-fail-fast
 
+# Fuzz each parser of untrusted input for a bounded time (scripts/fuzz.sh 60 for longer).
+scripts/fuzz.sh "${FUZZ_SECONDS:-30}"
+
 # Benchmark scripts in short mode, so they keep working (figures in README come from full runs).
 BIN="$PWD/target/debug/aws-credentials-exporter" benches/ntp.sh 5

@@ -160,7 +160,8 @@ pub async fn demo(args: DemoArgs) -> anyhow::Result<i32> {
 /// `simulate`: only the simulated instance (tests run it inside network namespaces).
 pub async fn simulate(args: SimulateArgs) -> anyhow::Result<()> {
     logging::init(args.log_level, crate::config::LogFormat::Logfmt);
-    let scenario = sim::scenario::by_name(&args.scenario).map_err(anyhow::Error::msg)?;
+    let mut scenario = sim::scenario::by_name(&args.scenario).map_err(anyhow::Error::msg)?;
+    scenario.imds.hostile = args.hostile.as_deref().map(sim::HostileImds::by_name).transpose().map_err(anyhow::Error::msg)?;
     let listen = sim::Listen { imds: args.imds_listen, ntp: args.ntp_listen };
     let simulator = Simulator::start(scenario.imds, scenario.ntp, listen).await.with_context(|| format!("cannot listen on {listen:?}"))?;
     let mut out = std::io::stdout().lock();

@@ -161,6 +161,9 @@ pub struct SimulateArgs {
     /// Log level of the simulator.
     #[arg(long = "log.level", value_enum, default_value_t = LogLevel::Info)]
     pub log_level: LogLevel,
+    /// Make the simulated IMDS misbehave (`sim::HostileImds::name`), for tests.
+    #[arg(long, hide = true, value_name = "NAME")]
+    pub hostile: Option<String>,
 }
 
 /// Log severity threshold.

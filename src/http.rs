@@ -3,6 +3,7 @@
 //! own task, drain on shutdown.
 
 use std::convert::Infallible;
+use std::error::Error as StdError;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -37,21 +38,27 @@ pub const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 const PLAIN_HTTP_ON_TLS_PORT: &[u8] = b"HTTP/1.0 400 Bad Request\r\n\r\nClient sent an HTTP request to an HTTPS server.\n";
 
 /// Serves `handler` on `listener` until `shutdown` resolves, then lets
-/// in-flight requests finish (up to [`DRAIN_TIMEOUT`]).
-pub async fn serve<H, Fut>(listener: TcpListener, handler: H, shutdown: impl Future<Output = ()>)
+/// in-flight requests finish (up to [`DRAIN_TIMEOUT`]). The exporter answers
+/// with whole bodies ([`Full`]); the simulator also streams (slow or endless
+/// bodies), and a body that fails ends its connection.
+pub async fn serve<H, Fut, B>(listener: TcpListener, handler: H, shutdown: impl Future<Output = ()>)
 where
     H: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
-    Fut: Future<Output = Response<Full<Bytes>>> + Send + 'static,
+    Fut: Future<Output = Response<B>> + Send + 'static,
+    B: hyper::body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn StdError + Send + Sync>>,
 {
     serve_tls(listener, None, handler, shutdown).await
 }
 
 /// [`serve`], over TLS when `tls` is given. A failed or slow handshake costs
 /// only its own connection.
-pub async fn serve_tls<H, Fut>(listener: TcpListener, tls: Option<TlsConfigSource>, handler: H, shutdown: impl Future<Output = ()>)
+pub async fn serve_tls<H, Fut, B>(listener: TcpListener, tls: Option<TlsConfigSource>, handler: H, shutdown: impl Future<Output = ()>)
 where
     H: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
-    Fut: Future<Output = Response<Full<Bytes>>> + Send + 'static,
+    Fut: Future<Output = Response<B>> + Send + 'static,
+    B: hyper::body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn StdError + Send + Sync>>,
 {
     let graceful = GracefulShutdown::new();
     // Handshakes in progress are abandoned at shutdown rather than drained.

@@ -36,6 +36,8 @@ pub mod backoff;
 pub mod chain;
 pub mod clock;
 pub mod config;
+#[cfg(test)]
+mod fuzzing;
 pub mod host;
 pub mod http;
 pub mod imds;

@@ -32,7 +32,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use sntpc::{Error as SntpError, KissOfDeathCode, NtpContext, NtpResult, NtpTimestampGenerator};
+use sntpc::{Error as SntpError, KissOfDeathCode, NtpContext, NtpResult, NtpTimestampGenerator, NtpUdpSocket};
 use sntpc_net_tokio::UdpSocketWrapper;
 use tokio::net::UdpSocket;
 use tokio::task::JoinSet;
@@ -511,22 +511,32 @@ fn local_for(server: SocketAddr) -> SocketAddr {
     SocketAddr::new(ip, 0)
 }
 
-/// One request and its reply. Datagrams that are not the reply are counted
-/// and skipped; if nothing else comes before `until`, the last reason one was
-/// skipped for (wrong origin, too short) is the failure, else `timeout`.
+/// One request and its reply, on a fresh socket (see [`exchange_on`]).
 async fn exchange(server: SocketAddr, until: tokio::time::Instant, round: &mut Round) -> Result<NtpSample, NtpError> {
-    let started = tokio::time::Instant::now();
     let socket = UdpSocket::bind(local_for(server)).await.map_err(|e| NtpError::Network(format!("cannot open a UDP socket: {e}")))?;
-    let socket = UdpSocketWrapper::new(socket);
+    exchange_on(&UdpSocketWrapper::new(socket), server, until, round).await
+}
+
+/// One request on `socket` and its reply: the reply handling, generic over the
+/// socket so that it can be fuzzed without a network. Datagrams that are not
+/// the reply are counted and skipped; if nothing else comes before `until`, the
+/// last reason one was skipped for (wrong origin, too short) is the failure, else `timeout`.
+async fn exchange_on<U: NtpUdpSocket>(
+    socket: &U,
+    server: SocketAddr,
+    until: tokio::time::Instant,
+    round: &mut Round,
+) -> Result<NtpSample, NtpError> {
+    let started = tokio::time::Instant::now();
     let context = NtpContext::new(SystemClock::default());
-    let request = sntpc::sntp_send_request(server, &socket, context)
+    let request = sntpc::sntp_send_request(server, socket, context)
         .await
         .map_err(|_| NtpError::Network(format!("cannot send to {server}; is there a route to it?")))?;
     round.requests += 1;
     tracing::debug!(%server, "NTP request sent");
     let mut skipped = None;
     loop {
-        let Ok(result) = tokio::time::timeout_at(until, sntpc::sntp_process_response(server, &socket, context, request)).await else {
+        let Ok(result) = tokio::time::timeout_at(until, sntpc::sntp_process_response(server, socket, context, request)).await else {
             return Err(skipped.unwrap_or(NtpError::Timeout(until.saturating_duration_since(started))));
         };
         match result {
@@ -554,7 +564,7 @@ mod tests {
     use std::sync::atomic::{AtomicU64, Ordering};
 
     use super::*;
-    use crate::sim::ntp::{ERA_2036_SHIFT_SECONDS, FLOOD_PACKETS, Hostile, NtpSpec, serve};
+    use crate::sim::ntp::{ERA_2036_SHIFT_SECONDS, FLOOD_PACKETS, Hostile, NtpSpec, STORM_PACKETS, serve};
 
     fn sample(offset: f64, rtt: f64) -> NtpSample {
         NtpSample {
@@ -862,6 +872,22 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_storm_of_unsolicited_packets_is_ignored_without_a_spoofed_offset() {
+        let started = Instant::now();
+        let r = probe_once(NtpSpec { hostile: Some(Hostile::Storm), offset_seconds: -2.0, ..NtpSpec::default() }).await;
+        assert!(started.elapsed() < TIMEOUT * 4, "{:?}", started.elapsed());
+        // Loopback drops datagrams when the socket buffer fills (the real reply too,
+        // on a busy machine): whatever arrives is ignored and nothing spoofed becomes the offset.
+        assert!(r.ignored_packets_total > STORM_PACKETS / 4, "{}", r.ignored_packets_total);
+        assert!(r.kiss_of_death_total.is_empty() && !r.polling_stopped, "a spoofed DENY is not obeyed");
+        match &r.sample {
+            // The server timestamped its reply before the storm: the true offset is within rtt/2.
+            Some(s) => assert!((s.offset_seconds - 2.0).abs() <= s.rtt_seconds / 2.0 + 0.005, "{s:?}"),
+            None => assert_eq!(failures(&r), [("bad_origin", 1)], "{:?}", r.error),
+        }
+    }
+
+    #[tokio::test]
     async fn several_samples_keep_the_one_with_the_smallest_delay() {
         let slow = |offset| NtpSpec { delay: Duration::from_millis(120), offset_seconds: offset, ..NtpSpec::default() };
         let sim = Sim::start(slow(5.0)).await;
@@ -964,5 +990,211 @@ mod tests {
         let failed: u64 = r.failures_total.values().sum();
         assert_eq!(r.requests_total, ROUNDS);
         assert!(failed <= ROUNDS && failed > ROUNDS / 2, "{:?}", r.failures_total);
+    }
+}
+
+/// Properties of the reply handling ([`exchange_on`]) on untrusted datagrams
+/// (see `crate::fuzzing`): a scripted socket delivers them, time is paused.
+#[cfg(test)]
+mod fuzz {
+    use std::cell::{Cell, RefCell};
+    use std::collections::VecDeque;
+
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::fuzzing::{corpus, fuzz};
+    use crate::sim::ntp::ntp_timestamp;
+
+    fn server() -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], 123))
+    }
+
+    fn elsewhere() -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], 124))
+    }
+
+    /// What the scripted socket delivers next.
+    #[derive(Debug, Clone)]
+    enum Datagram {
+        /// These bytes, from the server or from elsewhere; with `our_origin`,
+        /// bytes 24..32 (the origin timestamp) are set to the request's transmit timestamp.
+        Raw { bytes: Vec<u8>, our_origin: bool, from_server: bool },
+        /// A valid reply from a server whose clock is `offset_seconds` ahead of this host's.
+        Valid { offset_seconds: f64 },
+    }
+
+    /// A delivered datagram, as the client received it.
+    #[derive(Debug)]
+    struct Delivered {
+        len: usize,
+        from_server: bool,
+        origin_is_ours: bool,
+    }
+
+    /// An [`NtpUdpSocket`] that records the request and delivers a script, then nothing.
+    struct Scripted {
+        script: RefCell<VecDeque<Datagram>>,
+        transmit: Cell<[u8; 8]>,
+        delivered: RefCell<Vec<Delivered>>,
+    }
+
+    impl Scripted {
+        fn new(script: Vec<Datagram>) -> Self {
+            Self { script: RefCell::new(script.into()), transmit: Cell::new([0; 8]), delivered: RefCell::default() }
+        }
+    }
+
+    impl NtpUdpSocket for Scripted {
+        async fn send_to(&self, buf: &[u8], _: SocketAddr) -> sntpc::Result<usize> {
+            self.transmit.set(buf.get(40..48).and_then(|b| b.try_into().ok()).unwrap_or_default());
+            Ok(buf.len())
+        }
+
+        async fn recv_from(&self, buf: &mut [u8]) -> sntpc::Result<(usize, SocketAddr)> {
+            let next = self.script.borrow_mut().pop_front();
+            let Some(datagram) = next else { return std::future::pending().await };
+            let transmit = self.transmit.get();
+            let (bytes, from_server) = match datagram {
+                Datagram::Raw { mut bytes, our_origin, from_server } => {
+                    if our_origin && bytes.len() >= 32 {
+                        bytes[24..32].copy_from_slice(&transmit);
+                    }
+                    (bytes, from_server)
+                }
+                Datagram::Valid { offset_seconds } => (valid_reply(transmit, offset_seconds), true),
+            };
+            // A UDP socket truncates a datagram to the buffer and says so in the length read.
+            let n = bytes.len().min(buf.len());
+            buf[..n].copy_from_slice(&bytes[..n]);
+            let origin_is_ours = bytes.get(24..32) == Some(&transmit[..]);
+            self.delivered.borrow_mut().push(Delivered { len: bytes.len(), from_server, origin_is_ours });
+            Ok((n, if from_server { server() } else { elsewhere() }))
+        }
+    }
+
+    /// A stratum 3 reply stamped now, on a clock `offset_seconds` ahead.
+    fn valid_reply(origin: [u8; 8], offset_seconds: f64) -> Vec<u8> {
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos() as i128;
+        let t = ntp_timestamp(now + (offset_seconds * 1e9) as i128);
+        let mut b = vec![0u8; 48];
+        b[..4].copy_from_slice(&[0x24, 3, 6, 0xec]);
+        b[4..8].copy_from_slice(&0x10u32.to_be_bytes());
+        b[8..12].copy_from_slice(&0x20u32.to_be_bytes());
+        b[12..16].copy_from_slice(&[169, 254, 169, 123]);
+        b[16..24].copy_from_slice(&t.wrapping_sub(16 << 32).to_be_bytes());
+        b[24..32].copy_from_slice(&origin);
+        b[32..40].copy_from_slice(&t.to_be_bytes());
+        b[40..48].copy_from_slice(&t.to_be_bytes());
+        b
+    }
+
+    /// Random bytes, or a 48-byte packet that looks enough like a reply to reach sntpc's deeper checks.
+    fn bytes() -> impl Strategy<Value = Vec<u8>> {
+        let head = prop::sample::select(vec![0x24u8, 0x1c, 0xe4, 0x23, 0x25, 0x04, 0x3c, 0x64]);
+        let stratum = prop_oneof![Just(0u8), 1u8..=15, any::<u8>()];
+        let reply_like = (head, stratum, prop::collection::vec(any::<u8>(), 46), any::<bool>(), any::<bool>()).prop_map(
+            |(head, stratum, rest, near_root, no_reference)| {
+                let mut b = [vec![head, stratum], rest].concat();
+                if near_root {
+                    (b[4], b[5], b[8], b[9]) = (0, 0, 0, 0); // root delay and dispersion below 1 s
+                }
+                if no_reference {
+                    b[16..24].fill(0);
+                }
+                b
+            },
+        );
+        prop_oneof![3 => reply_like, 1 => prop::collection::vec(any::<u8>(), 0..80)]
+    }
+
+    fn raw(our_origin_weight: f64) -> impl Strategy<Value = Datagram> {
+        (bytes(), prop::bool::weighted(our_origin_weight), prop::bool::weighted(0.8))
+            .prop_map(|(bytes, our_origin, from_server)| Datagram::Raw { bytes, our_origin, from_server })
+    }
+
+    fn paused_runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().expect("runtime")
+    }
+
+    /// Runs one exchange against `script`.
+    fn exchange_with(rt: &tokio::runtime::Runtime, script: Vec<Datagram>) -> (Result<NtpSample, NtpError>, Round, Vec<Delivered>) {
+        let socket = Scripted::new(script);
+        let mut round = Round::default();
+        let result = rt.block_on(async {
+            let until = tokio::time::Instant::now() + Duration::from_secs(1);
+            exchange_on(&socket, server(), until, &mut round).await
+        });
+        (result, round, socket.delivered.into_inner())
+    }
+
+    /// What holds for any script: the first datagram from the server with our
+    /// origin and 48 bytes is the reply, everything before it is ignored, and
+    /// only the reply can give a sample.
+    fn check(result: &Result<NtpSample, NtpError>, round: &Round, delivered: &[Delivered]) -> Result<(), TestCaseError> {
+        prop_assert_eq!(round.requests, 1);
+        let reply = delivered.iter().position(|d| d.from_server && d.origin_is_ours && d.len >= 48);
+        match reply {
+            Some(i) => {
+                prop_assert_eq!(i + 1, delivered.len(), "the exchange ends at the reply");
+                prop_assert_eq!(round.ignored as usize, i);
+            }
+            None => {
+                prop_assert_eq!(round.ignored as usize, delivered.len());
+                prop_assert!(result.is_err(), "a sample without a reply: {:?}", result);
+            }
+        }
+        if let Ok(s) = result {
+            prop_assert!(reply.is_some());
+            prop_assert!(s.offset_seconds.is_finite() && s.rtt_seconds.is_finite(), "{:?}", s);
+            prop_assert!((1..=15).contains(&s.stratum) && s.leap < 3, "{:?}", s);
+            prop_assert!(s.root_distance_seconds() <= MAX_ROOT_DISTANCE_SECONDS, "{:?}", s);
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn fuzz_datagrams_never_panic_and_only_the_reply_gives_a_sample() {
+        let rt = paused_runtime();
+        let script = prop::collection::vec(
+            prop_oneof![8 => raw(0.6), 1 => (-1e8f64..1e8).prop_map(|o| Datagram::Valid { offset_seconds: o })],
+            0..6,
+        );
+        fuzz(file!(), script, |script| {
+            let (result, round, delivered) = exchange_with(&rt, script);
+            check(&result, &round, &delivered)
+        });
+    }
+
+    #[test]
+    fn fuzz_the_reply_after_unsolicited_packets_gives_the_server_offset() {
+        let rt = paused_runtime();
+        // Anything but a reply: our origin only from elsewhere, anything from the server only with another origin.
+        let junk = raw(0.5).prop_filter("not the reply", |d| !matches!(d, Datagram::Raw { our_origin: true, from_server: true, .. }));
+        fuzz(file!(), (prop::collection::vec(junk, 0..8), -1e8f64..1e8), |(junk, offset)| {
+            let n = junk.len();
+            let script = junk.into_iter().chain([Datagram::Valid { offset_seconds: offset }]).collect();
+            let (result, round, delivered) = exchange_with(&rt, script);
+            check(&result, &round, &delivered)?;
+            let sample = result.map_err(|e| TestCaseError::fail(e.to_string()))?;
+            prop_assert_eq!(round.ignored as usize, n);
+            prop_assert!((sample.offset_seconds + offset).abs() < 0.05, "offset {} for a server {offset} s ahead", sample.offset_seconds);
+            Ok(())
+        });
+    }
+
+    /// The hand-kept corpus of replies, delivered as the reply, with a foreign
+    /// origin and from elsewhere: no panic, and only the reply can give a sample.
+    #[test]
+    fn corpus_replies_never_panic() {
+        let rt = paused_runtime();
+        for (path, bytes) in corpus("ntp") {
+            for (our_origin, from_server) in [(true, true), (false, true), (true, false)] {
+                let (result, round, delivered) = exchange_with(&rt, vec![Datagram::Raw { bytes: bytes.clone(), our_origin, from_server }]);
+                if let Err(e) = check(&result, &round, &delivered) {
+                    panic!("{}: {e}", path.display());
+                }
+            }
+        }
     }
 }

@@ -215,6 +215,7 @@ async fn probe_imds(client: &ImdsClient, prev: Option<Arc<ImdsReport>>, deadline
         None => observation,
     };
     log_transition(prev.as_deref().map(|p| &p.observation), &observation);
+    log_odd_expiry(prev.as_deref().map(|p| &p.observation), &observation, Utc::now());
     ImdsReport { observation, stats: client.stats(), probed_at: Some(Utc::now()), duration: started.elapsed() }
 }
 
@@ -251,6 +252,26 @@ fn log_transition(prev: Option<&ImdsObservation>, now: &ImdsObservation) {
             }
         }
         _ => {}
+    }
+}
+
+/// IAM sessions last 12 hours at most; an expiry further away than this (with
+/// room for clock error) is not one IMDS would serve.
+pub const MAX_PLAUSIBLE_LIFETIME: chrono::TimeDelta = chrono::TimeDelta::hours(24);
+
+/// Warns once per freshly read credential document whose expiry is odd: already
+/// passed (the document is still exported: negative seconds until expiry is what
+/// the expired-credentials alert reads), or further away than any IAM session lasts.
+fn log_odd_expiry(prev: Option<&ImdsObservation>, now: &ImdsObservation, at: DateTime<Utc>) {
+    let expiration = |o: &ImdsObservation| o.credentials.as_ref().and_then(|c| c.expiration);
+    let Some(expires) = expiration(now).filter(|_| now.up()) else { return };
+    if prev.and_then(expiration) == Some(expires) {
+        return;
+    }
+    if expires <= at {
+        tracing::warn!(%expires, "IMDS serves credentials that have already expired: requests signed with them fail with ExpiredToken (IMDS rotation stuck, or this host's clock ahead?)");
+    } else if expires - at > MAX_PLAUSIBLE_LIFETIME {
+        tracing::warn!(%expires, "IMDS serves credentials that expire later than any IAM session lasts (12 hours at most): is this host's clock behind, or --imds.endpoint not IMDS?");
     }
 }
 

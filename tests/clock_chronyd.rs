@@ -82,7 +82,11 @@ echo "=== end"
     let runs: Vec<f64> = section
         .lines()
         .filter(|l| l.starts_with('{'))
-        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap_or_else(|e| panic!("ntpdig -j output {l:?}: {e}"))["offset"].as_f64().unwrap())
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap_or_else(|e| panic!("ntpdig -j output {l:?}: {e}"))["offset"]
+                .as_f64()
+                .unwrap()
+        })
         .collect();
     assert_eq!(runs.len(), 5, "{section}");
     let theirs = runs.iter().copied().min_by(|a, b| (ours + a).abs().total_cmp(&(ours + b).abs())).unwrap();

@@ -115,6 +115,39 @@ async fn era_2036_and_floods_still_give_the_right_offset() {
 }
 
 #[tokio::test]
+async fn a_storm_of_unsolicited_packets_neither_stops_the_exporter_nor_fakes_an_offset() {
+    use aws_credentials_exporter::sim::ntp::STORM_PACKETS;
+    let ntp = NtpSpec { hostile: Some(Hostile::Storm), offset_seconds: 2.0, ..NtpSpec::default() };
+    let sim = sim_with_ntp(ImdsSpec::default(), ntp).await;
+    let server = sim.ntp_addr().to_string();
+    let ex = exporter_on(&sim, &["--ntp.min-interval", "0s", "--probe.min-interval", "0s"]).await;
+    let mut ignored = 0.0;
+    let mut measured = 0;
+    for round in 1..=3 {
+        let started = std::time::Instant::now();
+        let resp = common::client().get(ex.url("/metrics")).header("X-Prometheus-Scrape-Timeout-Seconds", "2").send().await.unwrap();
+        assert_eq!(resp.status(), 200);
+        let m = common::Metrics::parse(&resp.text().await.unwrap());
+        assert!(started.elapsed() < Duration::from_secs(2), "round {round}: {:?}", started.elapsed());
+        assert_eq!(m.get("aws_imds_up"), 1.0, "the exporter keeps serving");
+        let now = m.get(&series("aws_clock_ntp_ignored_packets_total", &server, ""));
+        assert!(now - ignored > (STORM_PACKETS / 4) as f64, "round {round}: {now} after {ignored}");
+        ignored = now;
+        assert!(m.family("aws_clock_ntp_kiss_of_death_total").is_empty(), "spoofed DENY kisses are not counted as kisses");
+        // Loopback may drop the real reply under the flood; a spoofed one is never taken.
+        if m.has(&series("aws_clock_offset_seconds", &server, "")) {
+            let offset = m.get(&series("aws_clock_offset_seconds", &server, ""));
+            let rtt = m.get(&series("aws_clock_ntp_rtt_seconds", &server, ""));
+            assert!((offset + 2.0).abs() <= rtt / 2.0 + 0.05, "round {round}: offset {offset}, rtt {rtt}");
+            measured += 1;
+        }
+    }
+    assert!(measured >= 1, "no round measured an offset through the flood");
+    ex.stop().await;
+    sim.stop().await;
+}
+
+#[tokio::test]
 async fn dropped_replies_time_out_and_the_probe_stays_inside_the_deadline() {
     let sim = sim_with_ntp(ImdsSpec::default(), NtpSpec { drop_every: Some(1), ..NtpSpec::default() }).await;
     let server = sim.ntp_addr().to_string();

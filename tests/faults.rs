@@ -71,21 +71,23 @@ fn clock_jumps_under_faketime_give_no_negative_durations_and_no_panic() {
             let _ = self.0.wait();
         }
     }
-    let mut guard = KillOnDrop(Command::new(BIN)
-        .args(["demo", "--scenario", "healthy", "--web.listen-address", &format!("127.0.0.1:{port}"), "--probe.min-interval", "0s"])
-        .args(["--ntp.min-interval", "0s"])
-        .env_clear()
-        .env("LD_PRELOAD", lib)
-        .env("FAKETIME_TIMESTAMP_FILE", &offset_file)
-        .env("FAKETIME_CACHE_DURATION", "0")
-        .env("FAKETIME_NO_CACHE", "1")
-        // A clock step moves the wall clock (CLOCK_REALTIME), as `date -s` or
-        // `chronyc makestep` do; the monotonic clock never jumps on Linux.
-        .env("FAKETIME_DONT_FAKE_MONOTONIC", "1")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap());
+    let mut guard = KillOnDrop(
+        Command::new(BIN)
+            .args(["demo", "--scenario", "healthy", "--web.listen-address", &format!("127.0.0.1:{port}"), "--probe.min-interval", "0s"])
+            .args(["--ntp.min-interval", "0s"])
+            .env_clear()
+            .env("LD_PRELOAD", lib)
+            .env("FAKETIME_TIMESTAMP_FILE", &offset_file)
+            .env("FAKETIME_CACHE_DURATION", "0")
+            .env("FAKETIME_NO_CACHE", "1")
+            // A clock step moves the wall clock (CLOCK_REALTIME), as `date -s` or
+            // `chronyc makestep` do; the monotonic clock never jumps on Linux.
+            .env("FAKETIME_DONT_FAKE_MONOTONIC", "1")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
     let child = &mut guard.0;
     let url = format!("http://127.0.0.1:{port}/metrics");
     let fetch = || -> Option<Metrics> {

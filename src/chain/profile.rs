@@ -139,17 +139,15 @@ impl IniFile {
 
     /// Parses INI text; `shown` names the file in errors.
     pub fn parse(text: &str, shown: &Path) -> Result<IniFile, ChainError> {
-        // Python and SDK for Java v2 both take any line whose first non-blank
-        // character is `#` or `;` as a comment; rust-ini only at column 1. Blank
-        // such lines (keeping line numbers) rather than refuse the file.
-        let mut cleaned = Zeroizing::new(String::with_capacity(text.len()));
-        for line in text.lines() {
-            let trimmed = line.trim_start();
-            if !(trimmed.starts_with('#') || trimmed.starts_with(';')) {
-                cleaned.push_str(line);
-            }
-            cleaned.push('\n');
-        }
+        let cleaned = python_lines(text).map_err(|line| {
+            ChainError::new(
+                ErrorReason::Malformed,
+                format!(
+                    "{} line {line} is not a [section] header, a key = value pair or an indented continuation; botocore and the SDK for Java refuse the file",
+                    shown.display()
+                ),
+            )
+        })?;
         let options = ini::ParseOption {
             enabled_quote: false,
             enabled_escape: false,
@@ -168,6 +166,11 @@ impl IniFile {
             };
             let mut section = Section::default();
             for (key, value) in properties {
+                // `python_lines` leaves rust-ini no line to run into the next; should one
+                // still, the key could swallow `aws_secret_access_key` and leave its value unmarked.
+                if key.contains(['\n', '\r']) {
+                    return Err(ChainError::new(ErrorReason::Malformed, format!("{} is not a valid profile file", shown.display())));
+                }
                 let key = key.trim().to_ascii_lowercase();
                 let secret = SECRET_KEYS.contains(&key.as_str());
                 if section.values.insert(key.clone(), Value::new(value, secret)).is_some() {
@@ -206,6 +209,57 @@ impl IniFile {
     pub fn sso_sessions(&self) -> BTreeMap<String, Section> {
         self.sections.iter().filter_map(|(name, s)| prefixed(name, "sso-session").map(|n| (n, s.clone()))).collect()
     }
+}
+
+/// The lines of `text` as Python's `RawConfigParser` reads them (botocore
+/// `raw_config_parse`), rewritten so that rust-ini reads them the same way:
+/// comments blanked, headers as `[name]`, key lines unindented, continuation
+/// lines (indented deeper than their key line) indented by one space, and a
+/// space after a line-ending backslash, which rust-ini would take as joining
+/// the next line (Python has no escapes; trailing spaces are trimmed either way).
+/// Line breaks are `\n`, `\r\n` or `\r` (Python's universal newlines).
+/// Returns the number of the first line Python refuses: neither a header, nor
+/// `key = value`, nor a continuation; also headers whose name holds `]` or `\`
+/// and keys ending in `\`, which rust-ini would misread.
+fn python_lines(text: &str) -> Result<Zeroizing<String>, usize> {
+    let unified = Zeroizing::new(text.replace("\r\n", "\n"));
+    let mut out = Zeroizing::new(String::with_capacity(unified.len() + 64));
+    // Indentation of the current key line while its value may continue.
+    let mut key_indent: Option<usize> = None;
+    for (i, line) in unified.split(['\n', '\r']).enumerate() {
+        let stripped = line.trim();
+        let indent = line.len() - line.trim_start().len();
+        if stripped.is_empty() || stripped.starts_with(['#', ';']) {
+            // Blank and comment lines neither end a value nor add to it (Python's empty_lines_in_values).
+        } else if key_indent.is_some_and(|k| indent > k) {
+            out.push(' ');
+            out.push_str(stripped);
+        } else if stripped.starts_with('[') {
+            // SECTCRE `\[(?P<header>.+)\]`: up to the last `]`, the rest of the line ignored.
+            let name = stripped.rfind(']').filter(|&end| end > 1).map(|end| &stripped[1..end]).ok_or(i + 1)?;
+            if name.contains([']', '\\']) {
+                return Err(i + 1);
+            }
+            out.push('[');
+            out.push_str(name);
+            out.push(']');
+            key_indent = None;
+        } else {
+            // OPTCRE: the key is everything before the first `=` or `:`, and not empty.
+            let at = stripped.find(['=', ':']).ok_or(i + 1)?;
+            let key = stripped[..at].trim_end();
+            if key.is_empty() || key.ends_with('\\') {
+                return Err(i + 1);
+            }
+            out.push_str(stripped);
+            key_indent = Some(indent);
+        }
+        if out.ends_with('\\') {
+            out.push(' ');
+        }
+        out.push('\n');
+    }
+    Ok(out)
 }
 
 /// `NAME` of a `PREFIX NAME` section header; botocore splits the header with
@@ -349,6 +403,47 @@ mod tests {
     }
 
     #[test]
+    fn a_stray_bracket_does_not_turn_a_secret_into_a_plain_value() {
+        for (text, line) in [
+            (format!("[default]\n]\naws_secret_access_key = {SECRET}\n"), 2),
+            (format!("[default]\njunk without a delimiter\naws_secret_access_key = {SECRET}\n"), 2),
+            (format!("[default]\n :\naws_secret_access_key = {SECRET}\n"), 2),
+            (format!("[default]]\naws_secret_access_key = {SECRET}\n"), 1),
+            (format!("[default\\]\naws_secret_access_key = {SECRET}\n[other]\n"), 1),
+            (format!("[default]\nkey\\= x\naws_secret_access_key = {SECRET}\n"), 2),
+        ] {
+            let err = IniFile::parse(&text, Path::new("/c")).unwrap_err();
+            assert_eq!(err.reason, ErrorReason::Malformed, "{text}");
+            assert!(err.to_string().contains(&format!("line {line} is not a [section] header")), "{err}");
+            assert!(!format!("{err} {err:?}").contains(SECRET));
+        }
+    }
+
+    #[test]
+    fn lines_are_read_as_python_reads_them_and_secrets_stay_marked() {
+        let cases = [
+            // Keys indented alike are two keys, not a continuation.
+            (format!("[p]\n  region = a\n  aws_secret_access_key = {SECRET}\n"), "a"),
+            // A line-ending backslash joins nothing.
+            (format!("[p]\nregion = C:\\dir\\\naws_secret_access_key = {SECRET}\n"), "C:\\dir\\"),
+            // `\r` alone breaks lines (universal newlines).
+            (format!("[p]\rregion = a\raws_secret_access_key = {SECRET}\r"), "a"),
+            // A header is up to its `]`; what follows on its line is ignored.
+            (format!("  [p]  \nregion = a\n\n  # comment\naws_secret_access_key = {SECRET}\n"), "a"),
+        ];
+        for (text, region) in cases {
+            let file = parse(&text);
+            let p = &file.sections["p"];
+            assert_eq!(p.get("region"), Some(region), "{text:?}");
+            assert!(matches!(p.values["aws_secret_access_key"], Value::Secret(_)), "{text:?}");
+            assert!(!format!("{file:?}").contains(SECRET), "{text:?}");
+        }
+        let nested = parse("[p]\ns3 =\n  addressing_style = path\n\n  max = 20\nregion = b\n");
+        assert_eq!(nested.sections["p"].get("s3"), Some("addressing_style = path\n\nmax = 20"), "as botocore, less its leading newline");
+        assert_eq!(nested.sections["p"].get("region"), Some("b"));
+    }
+
+    #[test]
     fn missing_files_are_no_profiles() {
         assert_eq!(IniFile::load(Path::new("/nonexistent/.aws/credentials"), Path::new("~/.aws/credentials")).unwrap(), None);
         assert_eq!(IniFile::load(Path::new("/"), Path::new("/")).unwrap(), None, "a directory is no file");
@@ -372,5 +467,135 @@ mod tests {
         assert!(file.sections["p"].expiry().unwrap().1.is_err());
         let both = parse("[p]\nexpiration = 2020-01-01 00:00:00\nx_security_token_expires = 2030-01-01T00:00:00Z\n");
         assert_eq!(both.sections["p"].expiry().unwrap().0, "x_security_token_expires");
+    }
+}
+
+/// Properties of [`IniFile::parse`] on untrusted text (see `crate::fuzzing`).
+#[cfg(test)]
+mod fuzz {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::fuzzing::{corpus, fuzz};
+
+    /// Marks every secret the strategies generate.
+    const MARK: &str = "FuzzSecretValue";
+
+    /// Everything the parse exposes to callers that may print it.
+    fn exercise(file: &IniFile) -> String {
+        let files = SharedFiles { config: Some(file.clone()), credentials: Some(file.clone()) };
+        let mut out = format!("{file:?} {:?} {:?} {:?}", files.profiles(), files.sso_sessions(), files.python_parse_error());
+        for section in file.sections.values() {
+            out.push_str(&format!("{:?}", section.expiry()));
+        }
+        out
+    }
+
+    #[test]
+    fn fuzz_arbitrary_text_never_panics() {
+        fuzz(file!(), ".{0,600}", |text| {
+            if let Ok(file) = IniFile::parse(&text, Path::new("/f")) {
+                exercise(&file);
+            }
+            Ok(())
+        });
+    }
+
+    const KEYS: [&str; 12] = [
+        "region",
+        "role_arn",
+        "source_profile",
+        "credential_process",
+        "aws_access_key_id",
+        "sso_session",
+        "x_security_token_expires",
+        "aws_expiration",
+        "expiration",
+        "s3",
+        "web_identity_token_file",
+        "output",
+    ];
+
+    fn any_case(s: &str) -> impl Strategy<Value = String> + use<> {
+        let s = s.to_string();
+        prop::collection::vec(any::<bool>(), s.len())
+            .prop_map(move |up| s.chars().zip(up).map(|(c, u)| if u { c.to_ascii_uppercase() } else { c }).collect())
+    }
+
+    /// One line of a profile file, and the secret it holds, if any.
+    fn line() -> impl Strategy<Value = (String, Option<String>)> {
+        let name = prop_oneof![
+            Just("default".to_string()),
+            "[a-z-]{1,8}".prop_map(|n| format!("profile {n}")),
+            "[a-z ]{0,8}".prop_map(|n| format!("profile \"{n}\"")),
+            "[a-z]{1,8}".prop_map(|n| format!("sso-session {n}")),
+            "[^\r\n]{0,12}",
+        ];
+        let value = prop_oneof![
+            "[^\r\n]{0,30}",
+            "[^\r\n]{0,10}\\\\",
+            Just("2026-11-28T23:00:00Z".to_string()),
+            Just("2026-11-28 23:00:00".to_string()),
+        ];
+        let delimiter = prop_oneof![Just("="), Just(" = "), Just(":"), Just(" : "), Just("\t=\t")];
+        let plain = (prop::sample::select(&KEYS[..]).prop_flat_map(any_case), delimiter.clone(), value, "[ \t]{0,1}")
+            .prop_map(|(k, d, v, indent)| (format!("{indent}{k}{d}{v}"), None));
+        let secret = (prop::sample::select(&SECRET_KEYS[1..4]).prop_flat_map(any_case), delimiter.clone(), "[A-Za-z0-9/+]{0,20}").prop_map(
+            |(k, d, v)| {
+                let v = format!("{MARK}{v}");
+                (format!("{k}{d}{v}"), Some(v))
+            },
+        );
+        // Keys indented alike under a header: two keys for Python, so the secret stays one.
+        let indented_pair = ("[ \t]{1,3}", secret.clone(), delimiter).prop_map(|(indent, (secret_line, s), d)| {
+            (format!("[profile indented]\n{indent}region{d}eu-west-1\n{indent}{secret_line}"), s)
+        });
+        prop_oneof![
+            2 => (name, "[ ]{0,1}", prop::bool::weighted(0.95)).prop_map(|(n, pad, closed)| (format!("{pad}[{n}]{}", if closed { "]" } else { "" }), None)),
+            4 => plain,
+            2 => secret,
+            1 => indented_pair,
+            1 => "[ \t]{0,2}[#;][^\r\n]{0,20}".prop_map(|c| (c, None)),
+            1 => Just((String::new(), None)),
+            1 => "[ \t]{1,3}[^\r\n]{0,20}".prop_map(|c| (c, None)),
+            1 => "[^\r\n]{0,30}".prop_map(|j| (j, None)),
+        ]
+    }
+
+    /// INI-like text: headers, keys, secrets, comments, continuations and junk, LF or CRLF.
+    fn profile_file() -> impl Strategy<Value = (String, Vec<String>)> {
+        (prop::collection::vec(line(), 0..24), any::<bool>()).prop_map(|(lines, crlf)| {
+            let secrets = lines.iter().filter_map(|(_, s)| s.clone()).collect();
+            let text = lines.into_iter().map(|(l, _)| l).collect::<Vec<_>>().join(if crlf { "\r\n" } else { "\n" });
+            (text, secrets)
+        })
+    }
+
+    #[test]
+    fn fuzz_profile_files_never_panic_nor_print_a_secret() {
+        fuzz(file!(), profile_file(), |(text, secrets)| {
+            let printed = match IniFile::parse(&text, Path::new("/home/u/.aws/credentials")) {
+                Ok(file) => exercise(&file),
+                Err(e) => format!("{e} {e:?}"),
+            };
+            for s in &secrets {
+                prop_assert!(!printed.contains(s.as_str()), "secret {s:?} printed: {printed}");
+            }
+            Ok(())
+        });
+    }
+
+    /// The hand-kept corpus parses or fails without a panic, and nothing
+    /// marked `CorpusSecret` is printed.
+    #[test]
+    fn corpus_profile_files_never_panic_nor_print_a_secret() {
+        for (path, bytes) in corpus("profile") {
+            let Ok(text) = std::str::from_utf8(&bytes) else { continue };
+            let printed = match IniFile::parse(text, &path) {
+                Ok(file) => exercise(&file),
+                Err(e) => format!("{e} {e:?}"),
+            };
+            assert!(!printed.contains("CorpusSecret"), "{}: {printed}", path.display());
+        }
     }
 }

@@ -119,6 +119,14 @@ pub enum ImdsError {
         /// Transport error.
         detail: String,
     },
+    /// The connection was closed or reset before a response arrived.
+    #[error("IMDS {endpoint} request got no answer: the connection was closed or reset without an answer ({detail})")]
+    Closed {
+        /// Endpoint label.
+        endpoint: &'static str,
+        /// Transport error.
+        detail: String,
+    },
     /// A status the client cannot use.
     #[error("IMDS {endpoint} request answered HTTP {status}{hint}")]
     Status {
@@ -154,6 +162,7 @@ fn status_hint(status: u16) -> &'static str {
         401 => ": token rejected",
         400 => ": the token request was malformed (bad TTL header?)",
         403 => ": forbidden; IMDS access may be turned off for this instance (http-endpoint disabled)",
+        300..=399 => ": IMDS does not redirect, and redirects are never followed (is --imds.endpoint a proxy or another service?)",
         500..=599 => ": IMDS server error",
         _ => "",
     }
@@ -292,16 +301,12 @@ impl ImdsClient {
             let resp = self.get(Endpoint::Role, path, token).await?;
             match resp.status.as_u16() {
                 200 => {
-                    let text = String::from_utf8_lossy(&resp.body);
-                    // Java v2: `securityCredentialsList.trim().split("\n")[0]`.
-                    let role = text.trim().lines().next().unwrap_or("").trim().to_string();
+                    let role = role_from_listing(&resp.body)?;
                     let mut st = self.state.lock().expect("state lock");
                     if st.api == ApiVersion::Unknown {
                         st.api = ApiVersion::Extended;
                     }
-                    if role.is_empty() || role.contains('/') || role.len() > 128 {
-                        return Ok(None);
-                    }
+                    let Some(role) = role else { return Ok(None) };
                     st.role = Some(role.clone());
                     return Ok(Some(role));
                 }
@@ -360,6 +365,12 @@ impl ImdsClient {
                 let ttl = resp.ttl.as_deref().and_then(|t| t.trim().parse::<u64>().ok());
                 let value = Secret::new(token.to_string());
                 let refresh_in = token_refresh_in(ttl);
+                if refresh_in.is_none() {
+                    tracing::debug!(
+                        ttl_header = resp.ttl.as_deref().unwrap_or("absent"),
+                        "IMDS token response has no usable TTL ({TOKEN_TTL_HEADER}); the token is used for this probe only"
+                    );
+                }
                 self.state.lock().expect("state lock").token =
                     refresh_in.map(|d| CachedToken { value: value.clone(), refresh_at: Instant::now() + d });
                 return Ok(TokenOutcome::Token(value));
@@ -427,7 +438,7 @@ impl ImdsClient {
             let outcome = match &result {
                 Ok(r) => r.status.as_u16().to_string(),
                 Err(ImdsError::Timeout { .. }) => "timeout".into(),
-                Err(ImdsError::Connect { .. }) => "connect_error".into(),
+                Err(ImdsError::Connect { .. } | ImdsError::Closed { .. }) => "connect_error".into(),
                 Err(_) => "body_error".into(),
             };
             self.stats.lock().expect("stats lock").record(endpoint, &outcome, started.elapsed());
@@ -435,13 +446,18 @@ impl ImdsClient {
             let retryable = match &result {
                 Ok(r) => r.status == StatusCode::TOO_MANY_REQUESTS || r.status.is_server_error(),
                 Err(ImdsError::Timeout { .. }) => endpoint != Endpoint::Token,
-                Err(ImdsError::Connect { .. }) => true,
+                Err(ImdsError::Connect { .. } | ImdsError::Closed { .. }) => true,
                 Err(_) => false,
             };
             attempt += 1;
             if !retryable || attempt >= self.cfg.attempts {
                 return result;
             }
+            let why = match &result {
+                Ok(r) => format!("HTTP {}", r.status.as_u16()),
+                Err(e) => e.to_string(),
+            };
+            tracing::debug!(endpoint = endpoint.as_str(), attempt, attempts = self.cfg.attempts, error = %why, "IMDS request failed; retrying after a backoff");
             self.stats.lock().expect("stats lock").retries += 1;
             tokio::time::sleep(backoff::full_jitter(attempt - 1)).await;
         }
@@ -492,13 +508,45 @@ fn token_refresh_in(ttl_seconds: Option<u64>) -> Option<Duration> {
     Some(if ttl > TOKEN_REFRESH_BUFFER * 2 { ttl - TOKEN_REFRESH_BUFFER } else { ttl / 2 })
 }
 
+/// The role named by a role listing: its first line, as Java v2 reads it
+/// (`securityCredentialsList.trim().split("\n")[0]`); `None` when the listing
+/// is empty (no instance profile). The name becomes a URL path segment and a
+/// metric label, so anything that is not an IAM role name is refused: a
+/// proxy's HTML page or bytes that are not UTF-8 are not a role.
+fn role_from_listing(body: &[u8]) -> Result<Option<String>, ImdsError> {
+    let text =
+        std::str::from_utf8(body).map_err(|_| ImdsError::Body { endpoint: "role", detail: "role listing is not UTF-8 text".into() })?;
+    let role = text.trim().lines().next().unwrap_or("").trim();
+    if role.is_empty() {
+        return Ok(None);
+    }
+    if !is_role_name(role) {
+        let shown: String = role.chars().take(40).collect();
+        return Err(ImdsError::Body {
+            endpoint: "role",
+            detail: format!(
+                "role listing {shown:?} is not an IAM role name (1 to 64 of A-Z a-z 0-9 + = , . @ _ -); is --imds.endpoint IMDS?"
+            ),
+        });
+    }
+    Ok(Some(role.to_string()))
+}
+
+/// IAM role names: 1 to 64 characters of `[A-Za-z0-9+=,.@_-]` (IAM API reference, `CreateRole` `RoleName`).
+fn is_role_name(name: &str) -> bool {
+    (1..=64).contains(&name.len()) && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"+=,.@_-".contains(&b))
+}
+
 fn status_error(endpoint: Endpoint, status: u16) -> ImdsError {
     ImdsError::Status { endpoint: endpoint.as_str(), status, hint: status_hint(status) }
 }
 
 /// Sends and reads the body, refusing anything larger than [`MAX_BODY`].
 async fn read(req: reqwest::RequestBuilder, endpoint: &'static str) -> Result<Response, ImdsError> {
-    let mut resp = req.send().await.map_err(|e| ImdsError::Connect { endpoint, detail: transport_detail(&e) })?;
+    let mut resp = req.send().await.map_err(|e| {
+        let detail = transport_detail(&e);
+        if e.is_connect() { ImdsError::Connect { endpoint, detail } } else { ImdsError::Closed { endpoint, detail } }
+    })?;
     let status = resp.status();
     let ttl = resp.headers().get(TOKEN_TTL_HEADER).and_then(|v| v.to_str().ok()).map(str::to_string);
     if resp.content_length().is_some_and(|n| n > MAX_BODY as u64) {
@@ -565,9 +613,41 @@ mod tests {
     }
 
     #[test]
+    fn a_role_listing_that_is_not_utf8_is_an_error_not_a_role_with_replacement_characters() {
+        let err = role_from_listing(b"\xff\xfeapp-role\xc3\x28").unwrap_err().to_string();
+        assert!(err.contains("role listing is not UTF-8"), "{err}");
+    }
+
+    #[test]
+    fn an_html_page_in_place_of_the_role_listing_is_not_a_role_name() {
+        let err = role_from_listing(b"<!DOCTYPE html>\n<html><body>Sign in</body></html>").unwrap_err().to_string();
+        assert!(err.contains("\"<!DOCTYPE html>\" is not an IAM role name"), "{err}");
+    }
+
+    #[test]
+    fn role_listings_name_the_first_role_or_none() {
+        let long = "r".repeat(64);
+        let cases: [(&[u8], Option<&str>); 5] = [
+            (b"app-role", Some("app-role")),
+            (b"\n  first+=,.@_-Role9 \nsecond\n", Some("first+=,.@_-Role9")),
+            (long.as_bytes(), Some(long.as_str())),
+            (b"", None),
+            (b" \n\t\n", None),
+        ];
+        for (listing, want) in cases {
+            assert_eq!(role_from_listing(listing).unwrap().as_deref(), want, "{listing:?}");
+        }
+        for bad in ["r".repeat(65), "a/b".into(), "a b".into(), "r\u{e9}le".into(), "../x".into()] {
+            assert!(role_from_listing(bad.as_bytes()).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
     fn errors_explain_what_to_do() {
         let e = status_error(Endpoint::Credentials, 429).to_string();
         assert!(e.contains("429") && e.contains("back off"), "{e}");
+        let e = status_error(Endpoint::Role, 302).to_string();
+        assert!(e.contains("302") && e.contains("never followed"), "{e}");
         let e = ImdsError::V1Disabled { reason: "timeout".into() }.to_string();
         assert!(e.contains("AWS_EC2_METADATA_V1_DISABLED"), "{e}");
     }

@@ -4,6 +4,7 @@
 //! Each service listens on its own socket; the behaviour can be changed while
 //! it runs ([`Simulator::update`]), and every request is counted.
 
+pub mod hostile;
 pub mod ntp;
 pub mod scenario;
 
@@ -15,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use chrono::{DateTime, SecondsFormat, Utc};
-use http_body_util::Full;
+use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response};
 use tokio::net::TcpListener;
@@ -23,6 +24,8 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use crate::http::{response, serve};
+use hostile::Resource;
+pub use hostile::{HostileImds, SimBody};
 pub use ntp::{Hostile, NtpSpec};
 pub use scenario::{ImdsSpec, Scenario, Throttle, TokenBehaviour};
 
@@ -221,23 +224,34 @@ fn rfc3339(t: DateTime<Utc>) -> String {
 
 const TEXT: &str = "text/plain";
 
-async fn imds(state: Arc<Mutex<ImdsState>>, counters: Arc<SimCounters>, req: Request<Incoming>) -> Response<Full<Bytes>> {
+async fn imds(state: Arc<Mutex<ImdsState>>, counters: Arc<SimCounters>, req: Request<Incoming>) -> Response<SimBody> {
     let path = req.uri().path().to_string();
     if path == COUNTERS_PATH {
         // The simulator's own request counts, for benchmarks (not part of IMDS; not counted).
-        return response(200, "application/json", counters.to_json());
+        return hostile::whole(200, "application/json", Bytes::from(counters.to_json()));
     }
-    let counter = match path.as_str() {
-        "/latest/api/token" => &counters.token,
-        "/latest/meta-data/iam/info" => &counters.info,
-        "/latest/meta-data/iam/security-credentials/" | "/latest/meta-data/iam/security-credentials-extended/" => &counters.role,
-        p if p.starts_with("/latest/meta-data/iam/security-credentials") => &counters.credentials,
-        _ => &counters.other,
+    let resource = match path.as_str() {
+        "/latest/api/token" => Resource::Token,
+        "/latest/meta-data/iam/info" => Resource::Info,
+        "/latest/meta-data/iam/security-credentials/" | "/latest/meta-data/iam/security-credentials-extended/" => Resource::Listing,
+        p if p.starts_with("/latest/meta-data/iam/security-credentials") => Resource::Credentials,
+        _ => Resource::Other,
+    };
+    let counter = match resource {
+        Resource::Token => &counters.token,
+        Resource::Info => &counters.info,
+        Resource::Listing => &counters.role,
+        Resource::Credentials => &counters.credentials,
+        Resource::Other => &counters.other,
     };
     counter.fetch_add(1, Ordering::SeqCst);
-    let (latency, decision) = {
+    let (latency, hostile, decision) = {
         let mut st = state.lock().expect("sim lock");
-        (st.spec.latency, decide(&mut st, &req, &path))
+        let hostile = st.spec.hostile.clone();
+        if let Some(r) = hostile.as_ref().and_then(|h| hostile::preempt(h, resource, &path)) {
+            return r;
+        }
+        (st.spec.latency, hostile, decide(&mut st, &req, &path))
     };
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;
@@ -247,12 +261,16 @@ async fn imds(state: Arc<Mutex<ImdsState>>, counters: Arc<SimCounters>, req: Req
             if r.status() == 429 {
                 counters.throttled.fetch_add(1, Ordering::SeqCst);
             }
-            r
+            let r = r.map(|b| b.map_err(|never| match never {}).boxed_unsync());
+            match hostile {
+                Some(h) => hostile::rewrite(&h, resource, r, Utc::now()).await,
+                None => r,
+            }
         }
         Decision::Hang => {
             // The hop limit drops the answer: the client sees nothing and times out.
             tokio::time::sleep(Duration::from_secs(30)).await;
-            response(504, TEXT, "")
+            hostile::whole(504, TEXT, Bytes::new())
         }
     }
 }

@@ -25,6 +25,13 @@ pub const NTP_UNIX_OFFSET_SECONDS: u64 = 2_208_988_800;
 pub const ERA_2036_SHIFT_SECONDS: f64 = 1_073_741_824.0;
 /// Bogus packets [`Hostile::Flood`] sends before each real reply.
 pub const FLOOD_PACKETS: u64 = 5;
+/// Bogus packets [`Hostile::Storm`] sends before each real reply.
+pub const STORM_PACKETS: u64 = 2_000;
+/// [`Hostile::Storm`] sends its packets in bursts of this many, a millisecond apart,
+/// so the loopback socket buffer (a few hundred datagrams) is not what drops them.
+const STORM_BURST: u64 = 50;
+/// How far from the truth the spoofed replies of [`Hostile::Storm`] put the server clock.
+pub const STORM_SPOOFED_OFFSET_SECONDS: f64 = 1_000.0;
 
 const PACKET_LEN: usize = 48;
 const MODE_CLIENT: u8 = 3;
@@ -49,6 +56,11 @@ pub enum Hostile {
     /// valid-looking reply from another port, a reply and a DENY kiss-o'-death
     /// with wrong origins, a reflected client packet, and a short packet.
     Flood,
+    /// Before each real reply, a sustained flood of [`STORM_PACKETS`] unsolicited
+    /// packets: replies with wrong origins, DENY kisses, short packets, and
+    /// replies with the right origin but a clock [`STORM_SPOOFED_OFFSET_SECONDS`]
+    /// off, sent from another port.
+    Storm,
 }
 
 /// Behaviour of the simulated NTP server.
@@ -173,6 +185,7 @@ async fn reply(socket: Arc<UdpSocket>, peer: SocketAddr, req: Request, spec: Ntp
         Some(Hostile::ClientMode) => bytes[0] = (bytes[0] & !0x7) | MODE_CLIENT,
         Some(Hostile::ZeroTransmit) => bytes[40..48].fill(0),
         Some(Hostile::Flood) => flood(&socket, peer, &packet).await,
+        Some(Hostile::Storm) => storm(&socket, peer, &packet).await,
         Some(Hostile::Era2036) | None => {}
     }
     tokio::time::sleep(half).await;
@@ -196,6 +209,35 @@ async fn flood(socket: &UdpSocket, peer: SocketAddr, real: &Packet) {
         let _ = socket.send_to(&bytes, peer).await;
     }
     // Let the bogus packets land before the real reply, so a test can count them all.
+    tokio::time::sleep(Duration::from_millis(1)).await;
+}
+
+/// A sustained flood of packets a client must ignore, in bursts.
+async fn storm(socket: &UdpSocket, peer: SocketAddr, real: &Packet) {
+    let other = match socket.local_addr() {
+        Ok(local) => UdpSocket::bind(SocketAddr::new(local.ip(), 0)).await.ok(),
+        Err(_) => None,
+    };
+    let ahead = (STORM_SPOOFED_OFFSET_SECONDS * 4_294_967_296.0) as u64;
+    let spoofed = Packet { receive: real.receive.wrapping_add(ahead), transmit: real.transmit.wrapping_add(ahead), ..*real };
+    for i in 0..STORM_PACKETS {
+        let wrong = Packet { origin: fastrand::u64(..), ..*real };
+        let result = match i % 4 {
+            0 => socket.send_to(&wrong.encode(), peer).await,
+            1 => socket.send_to(&Packet { stratum: 0, leap: 3, reference_id: *b"DENY", ..wrong }.encode(), peer).await,
+            2 => socket.send_to(&wrong.encode()[..fastrand::usize(..PACKET_LEN)], peer).await,
+            _ => match &other {
+                Some(other) => other.send_to(&spoofed.encode(), peer).await,
+                None => socket.send_to(&wrong.encode(), peer).await,
+            },
+        };
+        if result.is_err() {
+            return;
+        }
+        if i % STORM_BURST == STORM_BURST - 1 {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
     tokio::time::sleep(Duration::from_millis(1)).await;
 }
 

@@ -68,6 +68,8 @@ pub struct ImdsSpec {
     pub latency: Duration,
     /// Serve a truncated, invalid JSON document.
     pub malformed_document: bool,
+    /// Misbehave this way (tests and `simulate --hostile` only).
+    pub hostile: Option<super::HostileImds>,
 }
 
 impl Default for ImdsSpec {
@@ -86,6 +88,7 @@ impl Default for ImdsSpec {
             server_error_every: None,
             latency: Duration::ZERO,
             malformed_document: false,
+            hostile: None,
         }
     }
 }
