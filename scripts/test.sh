@@ -22,6 +22,8 @@ declare -A PKG=(
   [prometheus-alertmanager]=prometheus-alertmanager
   [chromium]=chromium
   [systemd-analyze]=systemd
+  [wrk]=wrk
+  [prometheus-node-exporter]=prometheus-node-exporter
 )
 
 missing=()
@@ -74,3 +76,4 @@ scripts/fuzz.sh "${FUZZ_SECONDS:-30}"
 
 # Benchmark scripts in short mode, so they keep working (figures in README come from full runs).
 BIN="$PWD/target/debug/aws-credentials-exporter" benches/ntp.sh 5
+BIN="$PWD/target/debug/aws-credentials-exporter" benches/scrape.py --short
