@@ -48,7 +48,7 @@ if [ "${#missing[@]}" -gt 0 ]; then
   mapfile -t missing < <(printf '%s\n' "${missing[@]}" | sort -u)
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
   if [ -d /run/systemd/system ]; then
-    for unit in prometheus prometheus-alertmanager; do
+    for unit in prometheus prometheus-alertmanager prometheus-node-exporter; do
       # only the services of packages this run installed
       if printf '%s\n' "${missing[@]}" | grep -qx "$unit"; then
         $SUDO systemctl disable --now "$unit" >/dev/null 2>&1 || true
