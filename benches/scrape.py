@@ -87,6 +87,15 @@ def rss_kib(pid):
     return 0
 
 
+def anon_kib(pid):
+    """Private anonymous memory (heap, stacks): RSS minus the mapped binary and libraries."""
+    with open(f"/proc/{pid}/smaps_rollup") as f:
+        for line in f:
+            if line.startswith("Anonymous:"):
+                return int(line.split()[1])
+    return 0
+
+
 def wrk(port):
     out = subprocess.run(
         ["wrk", "-t2", "-c64", f"-d{WRK_SECONDS}s", "--latency", f"http://127.0.0.1:{port}/metrics"],
@@ -167,6 +176,7 @@ def main():
         scrape_n(ours_port, SCRAPES)
         scrape_n(node_port, SCRAPES)
         rss1 = {"ours": rss_kib(ours.pid), "node": rss_kib(node.pid)}
+        anon1 = {"ours": anon_kib(ours.pid), "node": anon_kib(node.pid)}
         _, c0 = get(imds_port, "/sim/counters")
         t0 = time.monotonic()
         w_ours = wrk(ours_port)
@@ -219,6 +229,7 @@ def main():
     print(f"| p99 latency | {w_ours['p99_ms']:.2f} ms | {w_node['p99_ms']:.2f} ms | {ratio(w_node['p99_ms'], w_ours['p99_ms']):.1f}x faster |")
     print(f"| RSS at start | {rss0['ours']/1024:.1f} MiB | {rss0['node']/1024:.1f} MiB | {ratio(rss0['ours'], rss0['node']):.2f} |")
     print(f"| RSS after {SCRAPES} scrapes | {rss1['ours']/1024:.1f} MiB | {rss1['node']/1024:.1f} MiB | {ratio(rss1['ours'], rss1['node']):.2f} |")
+    print(f"| anonymous memory after {SCRAPES} scrapes | {anon1['ours']/1024:.1f} MiB | {anon1['node']/1024:.1f} MiB | {ratio(anon1['ours'], anon1['node']):.2f} |")
     print(f"| RSS after wrk | {rss2['ours']/1024:.1f} MiB | {rss2['node']/1024:.1f} MiB | {ratio(rss2['ours'], rss2['node']):.2f} |")
     print(f"| IMDS documents / NTP requests during the wrk storm ({storm_seconds:.0f} s, {w_ours['rps'] * storm_seconds:.0f} scrapes) | {storm_docs} / {storm_ntp} | | at most one per 5 s / 15 s |")
     print(f"| start-up to first good scrape | {ours_start:.0f} ms | {node_start:.0f} ms | |")
