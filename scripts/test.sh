@@ -12,6 +12,7 @@ declare -A PKG=(
   [ip]=iproute2
   [unshare]=util-linux
   [timeout]=coreutils
+  [script]=bsdutils
   [chronyd]=chrony
   [faketime]=faketime
   [ntpdig]=ntpsec-ntpdig

@@ -213,3 +213,27 @@ async fn report_and_metrics_agree_on_one_snapshot() {
         sim.stop().await;
     }
 }
+
+#[test]
+fn colour_only_on_a_terminal() {
+    let piped = Command::new(BIN).args(["demo", "--check", "--scenario", "expiring"]).env_clear().output().unwrap();
+    assert!(!String::from_utf8_lossy(&piped.stdout).contains('\x1b'), "no ANSI codes into a pipe");
+    // `script` (util-linux) runs the command on a pseudo-terminal.
+    let tty = Command::new("script")
+        .args(["-qec", &format!("{BIN} demo --check --scenario expiring"), "/dev/null"])
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("TERM", "xterm")
+        .output()
+        .expect("script (util-linux)");
+    let text = String::from_utf8_lossy(&tty.stdout);
+    assert!(text.contains("\x1b[33mWARN"), "WARN in yellow on a terminal: {text:?}");
+    let no_color = Command::new("script")
+        .args(["-qec", &format!("{BIN} demo --check --scenario expiring"), "/dev/null"])
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    assert!(!String::from_utf8_lossy(&no_color.stdout).contains('\x1b'), "NO_COLOR is honoured");
+}
