@@ -324,7 +324,11 @@ impl ExporterArgs {
     fn resolve_ntp(&self) -> Result<NtpConfig, ConfigError> {
         let mut servers = Vec::new();
         for s in &self.ntp_servers {
-            servers.push(parse_ntp_server(s).map_err(|r| ConfigError::new("--ntp.server", s, r))?);
+            let server = parse_ntp_server(s).map_err(|r| ConfigError::new("--ntp.server", s, r))?;
+            if servers.contains(&server) {
+                return Err(ConfigError::new("--ntp.server", s, format!("{server} is given twice")));
+            }
+            servers.push(server);
         }
         if servers.is_empty() {
             servers.push(AMAZON_TIME_SYNC_IPV4.to_string());

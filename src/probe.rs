@@ -64,13 +64,14 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
-    /// Identity of the probe results this snapshot holds: equal for two
-    /// snapshots when no probe ran in between (pages rendered from one can be reused).
-    pub fn identity(&self) -> [usize; 5] {
-        fn ptr<T>(a: &Arc<T>) -> usize {
-            Arc::as_ptr(a) as *const () as usize
-        }
-        [ptr(&self.imds), ptr(&self.ntp), ptr(&self.chain), ptr(&self.time_sync), ptr(&self.process)]
+    /// Both snapshots hold the very same probe results: no probe ran in
+    /// between, so a page rendered from one can serve the other.
+    pub fn same_probes(&self, other: &Snapshot) -> bool {
+        Arc::ptr_eq(&self.imds, &other.imds)
+            && Arc::ptr_eq(&self.ntp, &other.ntp)
+            && Arc::ptr_eq(&self.chain, &other.chain)
+            && Arc::ptr_eq(&self.time_sync, &other.time_sync)
+            && Arc::ptr_eq(&self.process, &other.process)
     }
 }
 
@@ -127,7 +128,7 @@ pub struct Prober {
     ntp_slot: Slot<NtpRound>,
     host: Arc<dyn Host>,
     time_sync_slot: Slot<TimeSyncConfig>,
-    chain: ChainProbe,
+    chain: Arc<ChainProbe>,
     chain_slot: Slot<ChainRound>,
     process_slot: Slot<Vec<MetricFamily>>,
 }
@@ -151,7 +152,7 @@ impl Prober {
             ntp_slot: Slot::new(ntp_interval),
             host: Arc::new(RealHost::default()),
             time_sync_slot: Slot::new(TIME_SYNC_INTERVAL),
-            chain,
+            chain: Arc::new(chain),
             chain_slot: Slot::new(imds_interval),
             process_slot: Slot::new(PROCESS_INTERVAL),
         }
@@ -176,15 +177,24 @@ impl Prober {
         let imds_then_chain = async {
             let imds = self.imds_slot.get(deadline, |prev| probe_imds(&self.imds, prev, deadline)).await.unwrap_or_default();
             let has_role = imds.observation.instance_profile_attached;
-            let chain =
-                self.chain_slot.get(deadline, |_| probe_chain(&self.chain, &*self.host, has_role, deadline)).await.unwrap_or_default();
+            let chain = self
+                .chain_slot
+                .get(deadline, |prev| probe_chain(&self.chain, self.host.clone(), has_role, prev, deadline))
+                .await
+                .unwrap_or_default();
             (imds, chain)
         };
         let ((imds, chain), ntp, time_sync) = tokio::join!(
             imds_then_chain,
             self.ntp_slot.get(deadline, |_| probe_ntp(&self.ntp, deadline)),
-            self.time_sync_slot
-                .get(deadline, |_| async move { tokio::task::spawn_blocking(move || host.time_sync_config()).await.unwrap_or_default() }),
+            self.time_sync_slot.get(deadline, |prev| async move {
+                // A hung file system must not hold the scrape: past the deadline, keep the last scan.
+                let scan = tokio::task::spawn_blocking(move || host.time_sync_config());
+                match tokio::time::timeout_at(deadline.into(), scan).await {
+                    Ok(Ok(config)) => config,
+                    _ => prev.map(|p| (*p).clone()).unwrap_or_default(),
+                }
+            }),
         );
         Snapshot {
             taken_at: Utc::now(),
@@ -219,12 +229,21 @@ async fn probe_imds(client: &ImdsClient, prev: Option<Arc<ImdsReport>>, deadline
     ImdsReport { observation, stats: client.stats(), probed_at: Some(Utc::now()), duration: started.elapsed() }
 }
 
-async fn probe_chain(probe: &ChainProbe, host: &dyn Host, has_role: Option<bool>, deadline: Instant) -> ChainRound {
-    match tokio::time::timeout_at(deadline.into(), probe.probe(host, has_role)).await {
-        Ok(round) => round,
+/// The chain of every target, or, when the deadline passes first, the last
+/// result (series are kept rather than dropped).
+async fn probe_chain(
+    probe: &Arc<ChainProbe>,
+    host: Arc<dyn Host>,
+    has_role: Option<bool>,
+    prev: Option<Arc<ChainRound>>,
+    deadline: Instant,
+) -> ChainRound {
+    match tokio::time::timeout_at(deadline.into(), probe.clone().probe(host, has_role)).await {
+        Ok(Some(round)) => round,
+        Ok(None) => prev.map(|p| (*p).clone()).unwrap_or_else(|| probe.empty_round()),
         Err(_) => {
-            tracing::warn!("credential chain probe did not finish within the scrape deadline");
-            ChainRound::default()
+            tracing::warn!("credential chain probe did not finish within the scrape deadline; keeping the last result");
+            prev.map(|p| (*p).clone()).unwrap_or_else(|| probe.empty_round())
         }
     }
 }

@@ -42,10 +42,12 @@ pub struct Exporter {
 /// this old.
 pub const PAGE_REUSE: Duration = Duration::from_millis(250);
 
-/// A rendered metrics page and what it was rendered from.
+/// A rendered metrics page and what it was rendered from (held, so that its
+/// results cannot be freed and their addresses reused by newer ones).
 #[derive(Debug)]
 pub struct Page {
-    key: ([usize; 5], bool),
+    snapshot: crate::probe::Snapshot,
+    web_ok: bool,
     rendered_at: Instant,
     text: Bytes,
     gzip: Option<Bytes>,
@@ -109,17 +111,17 @@ async fn metrics_page(exporter: &Exporter, req: &Request<Incoming>) -> Response<
     let deadline = Instant::now() + probe_budget(req.headers().get("x-prometheus-scrape-timeout-seconds").and_then(|v| v.to_str().ok()));
     let snapshot = exporter.prober.snapshot(deadline).await;
     let web_status = exporter.web_config.as_ref().map(|w| w.status());
-    let key = (snapshot.identity(), web_status.as_ref().is_none_or(|s| s.last_reload_successful));
+    let web_ok = web_status.as_ref().is_none_or(|s| s.last_reload_successful);
     let gzip = accepts_gzip(req);
     let (text, gz) = {
         // Rendering under the lock: concurrent scrapes wait for one render instead of all rendering.
         let mut page = exporter.page.lock().expect("page lock");
-        if !page.as_ref().is_some_and(|p| p.key == key && p.rendered_at.elapsed() < PAGE_REUSE) {
+        if !page.as_ref().is_some_and(|p| p.web_ok == web_ok && p.snapshot.same_probes(&snapshot) && p.rendered_at.elapsed() < PAGE_REUSE) {
             let mut body = metrics::render(&snapshot);
             if let Some(s) = &web_status {
                 body.push_str(&metrics::render_web_config(s));
             }
-            *page = Some(Page { key, rendered_at: Instant::now(), text: Bytes::from(body), gzip: None });
+            *page = Some(Page { snapshot, web_ok, rendered_at: Instant::now(), text: Bytes::from(body), gzip: None });
         }
         let p = page.as_mut().expect("rendered above");
         if gzip && p.gzip.is_none() {

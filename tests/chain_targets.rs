@@ -146,6 +146,8 @@ async fn container_credentials_expiry_is_fetched_with_the_authorization_token() 
     assert_eq!(m.get(r#"aws_credentials_instance_profile_shadowed{target="self"}"#), 1.0, "the task role wins over the instance profile");
     assert_eq!(m.get(r#"aws_credentials_static_session_token{target="self",provider="container"}"#), 0.0, "container credentials refresh");
     assert!(!m.text.contains(sim::CONTAINER_AUTHORIZATION));
+    let report = common::get(&ex.url("/check.json")).await;
+    assert!(!report.contains("task-1") && !report.contains(sim::CONTAINER_AUTHORIZATION), "the container URI path is like a key: {report}");
     ex.stop().await;
     sim.stop().await;
 }

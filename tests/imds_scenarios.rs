@@ -202,7 +202,12 @@ async fn server_errors_are_retried_then_reported() {
     let ex = exporter_on(&sim, &["--imds.attempts", "3"]).await;
     let m = scrape(&ex).await;
     assert_eq!(m.get("aws_imds_up"), 0.0);
-    assert_eq!(m.get("aws_imds_protocol_version"), 1.0, "a 500 on the token PUT falls back to IMDSv1 like Java v2");
+    assert_eq!(
+        m.get("aws_imds_protocol_version"),
+        0.0,
+        "the token PUT falls back to IMDSv1 like Java v2, but no GET is served: unreachable"
+    );
+    assert_eq!(m.get(r#"aws_imds_v1_fallbacks_total{reason="500"}"#), 1.0);
     assert_eq!(m.get(r#"aws_imds_requests_total{endpoint="token",code="500"}"#), 3.0);
     assert_eq!(m.get(r#"aws_imds_requests_total{endpoint="role",code="500"}"#), 3.0);
     ex.stop().await;

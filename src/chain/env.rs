@@ -234,7 +234,8 @@ impl ProcessEnv {
     /// Fills `user`, `passwd_home` and `home` from the uid and the process's `/etc/passwd`.
     fn resolve_user(&mut self, uid: Option<u32>) {
         if let Some(uid) = uid {
-            let passwd = fs::read_to_string(self.host_path(Path::new("/etc/passwd"))).unwrap_or_default();
+            // Capped, regular files only: a target's /etc/passwd may be a FIFO or a link to /dev/zero.
+            let passwd = read_capped(&self.host_path(Path::new("/etc/passwd")), MAX_CONFIG_FILE).map(|b| utf8(&b)).unwrap_or_default();
             if let Some((name, home)) = passwd_entry(&passwd, uid) {
                 self.user = Some(name);
                 self.passwd_home = Some(home);

@@ -1379,7 +1379,9 @@ impl<'a> Ctx<'a> {
             }
             (None, None) => return (Eval::absent(p, "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI/FULL_URI not set"), None),
         };
-        let mut detail = format!("{source}: {uri}");
+        // Only scheme and host: the path of an ECS relative URI works like a key
+        // to the task role's credentials, and a full URI may carry userinfo.
+        let mut detail = format!("{source}: {}", redact_uri(&uri));
         let authorization = match env.var("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE") {
             Some(file) => match self.read_file(file, "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE") {
                 Ok(token) => Some(Secret::new(token.to_string())),
@@ -1484,7 +1486,7 @@ fn static_profile_eval(s: &Section, token_key: Option<&str>, detail: String) -> 
 /// A full container URI the SDKs accept: `https`, loopback, or the ECS/EKS
 /// addresses (botocore `ContainerMetadataFetcher._validate_allowed_url`).
 fn check_full_uri(uri: &str) -> Result<(), String> {
-    let url = reqwest::Url::parse(uri).map_err(|_| format!("{uri:?} is not a URL"))?;
+    let url = reqwest::Url::parse(uri).map_err(|_| "is not a URL".to_string())?;
     if url.scheme() == "https" {
         return Ok(());
     }
@@ -1493,7 +1495,15 @@ fn check_full_uri(uri: &str) -> Result<(), String> {
     if loopback || CONTAINER_HOSTS.contains(&host.as_str()) {
         Ok(())
     } else {
-        Err(format!("{uri:?} names host {host:?}; over http only loopback and {CONTAINER_HOSTS:?} are allowed"))
+        Err(format!("names host {host:?}; over http only loopback and {CONTAINER_HOSTS:?} are allowed"))
+    }
+}
+
+/// `scheme://host[:port]/…` of a URI, for reports and logs; `…` when unparseable.
+fn redact_uri(uri: &str) -> String {
+    match reqwest::Url::parse(uri) {
+        Ok(u) => format!("{}://{}{}/…", u.scheme(), u.host_str().unwrap_or(""), u.port().map(|p| format!(":{p}")).unwrap_or_default()),
+        Err(_) => "…".to_string(),
     }
 }
 

@@ -4,7 +4,8 @@
 //! be read. Targets are labelled by name, never by PID.
 
 use std::collections::BTreeMap;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -91,33 +92,69 @@ pub struct ChainProbe {
     cfg: ChainConfig,
     http: reqwest::Client,
     errors_total: Mutex<BTreeMap<(String, &'static str), u64>>,
+    evaluating: AtomicBool,
 }
 
 impl ChainProbe {
     /// A probe for `cfg`.
     pub fn new(cfg: ChainConfig) -> Self {
         let http = imds::http_client(cfg.timeout);
-        Self { cfg, http, errors_total: Mutex::new(BTreeMap::new()) }
+        Self { cfg, http, errors_total: Mutex::new(BTreeMap::new()), evaluating: AtomicBool::new(false) }
     }
 
     /// Evaluates every target; `imds_has_role` is what the IMDS probe found.
-    pub async fn probe(&self, host: &dyn Host, imds_has_role: Option<bool>) -> ChainRound {
+    /// The file and `/proc` reads run on the blocking pool, so a target whose
+    /// files hang (a FUSE or NFS mount) holds up neither the runtime nor a
+    /// scrape: the caller's deadline still applies, and while an evaluation is
+    /// stuck no second one is started.
+    pub async fn probe(self: Arc<Self>, host: Arc<dyn Host>, imds_has_role: Option<bool>) -> Option<ChainRound> {
+        if self.evaluating.swap(true, Ordering::SeqCst) {
+            tracing::warn!(
+                "the previous credential chain evaluation has not finished (a target's files do not answer); keeping its last result"
+            );
+            return None;
+        }
+        let probe = self.clone();
+        let evaluated = tokio::task::spawn_blocking(move || {
+            let evaluated = probe.evaluate_all(&*host, imds_has_role);
+            probe.evaluating.store(false, Ordering::SeqCst);
+            evaluated
+        })
+        .await
+        .ok()?;
+        let mut targets = Vec::with_capacity(evaluated.len());
+        for (name, pid, matched, result) in evaluated {
+            targets.push(self.finish(&name, pid, matched, result).await);
+        }
+        let errors_total = self.errors_total.lock().expect("chain lock").clone();
+        Some(ChainRound { sdk: self.cfg.sdk, targets, errors_total })
+    }
+
+    /// A round with no targets evaluated yet.
+    pub fn empty_round(&self) -> ChainRound {
+        ChainRound { sdk: self.cfg.sdk, targets: Vec::new(), errors_total: self.errors_total.lock().expect("chain lock").clone() }
+    }
+
+    #[allow(clippy::type_complexity)]
+    fn evaluate_all(
+        &self,
+        host: &dyn Host,
+        imds_has_role: Option<bool>,
+    ) -> Vec<(String, Option<u32>, usize, Result<ChainObservation, ChainError>)> {
         let now = Utc::now();
-        let mut targets = Vec::with_capacity(1 + self.cfg.processes.len());
-        let own = super::evaluate(self.cfg.sdk, &host.own_process_env(), imds_has_role, now);
-        targets.push(self.finish(SELF_TARGET, None, 1, Ok(own)).await);
+        let mut out =
+            vec![(SELF_TARGET.to_string(), None, 1, Ok(super::evaluate(self.cfg.sdk, &host.own_process_env(), imds_has_role, now)))];
         for p in &self.cfg.processes {
             let found = host.find_processes(&p.pattern);
             let Some(&(pid, _)) = found.first() else {
                 let e = ChainError::new(ErrorReason::NotFound, format!("no process matches --chain.process {:?}", p.pattern.as_str()));
-                targets.push(self.finish(&p.name, None, 0, Err(e)).await);
+                out.push((p.name.clone(), None, 0, Err(e)));
                 continue;
             };
             let result = host.process_env(pid).map(|env| super::evaluate(self.cfg.sdk, &env, imds_has_role, now));
-            targets.push(self.finish(&p.name, Some(pid), found.len(), result).await);
+            out.push((p.name.clone(), Some(pid), found.len(), result));
         }
-        let errors_total = self.errors_total.lock().expect("chain lock").clone();
-        ChainRound { sdk: self.cfg.sdk, targets, errors_total }
+        out
     }
 
     fn count(&self, target: &str, reason: ErrorReason) {

@@ -93,6 +93,10 @@ impl ImdsObservation {
             self.credentials_stale = true;
             self.role = self.role.or_else(|| previous.role.clone());
         }
+        // What IMDS said last about the instance profile stays true through an outage.
+        if failed && self.instance_profile_attached.is_none() {
+            self.instance_profile_attached = previous.instance_profile_attached;
+        }
         if self.instance_profile_arn.is_none() && self.instance_profile_attached != Some(false) {
             self.instance_profile_arn = previous.instance_profile_arn.clone();
         }
@@ -234,6 +238,11 @@ impl ImdsClient {
         let mut obs = ImdsObservation::default();
         if let Err(e) = self.probe_into(&mut obs).await {
             obs.error = Some(e.to_string());
+            // A protocol "served" the probe only if IMDS answered a GET with
+            // something usable (a role listing or its absence).
+            if obs.instance_profile_attached.is_none() {
+                obs.protocol = None;
+            }
         }
         if obs.up() {
             self.stats.lock().expect("stats lock").last_success = Some(Utc::now());
@@ -242,7 +251,7 @@ impl ImdsClient {
     }
 
     async fn probe_into(&self, obs: &mut ImdsObservation) -> Result<(), ImdsError> {
-        let token = match self.token().await? {
+        let mut token = match self.token().await? {
             TokenOutcome::Token(t) => {
                 obs.protocol = Some(Protocol::V2);
                 Some(t)
@@ -256,18 +265,18 @@ impl ImdsClient {
         // Java v2 re-discovers the role after a 404 on the document; one retry is enough here
         // because the next probe starts over.
         for rediscover in [false, true] {
-            let Some(role) = self.role(token.as_ref(), rediscover).await? else {
+            let Some(role) = self.role(&mut token, rediscover).await? else {
                 obs.instance_profile_attached = Some(false);
                 return Ok(());
             };
             obs.instance_profile_attached = Some(true);
             obs.role = Some(role.clone());
             let path = format!("{}{}", self.credentials_path(), role);
-            let resp = self.get(Endpoint::Credentials, &path, token.as_ref()).await?;
+            let resp = self.get(Endpoint::Credentials, &path, &mut token).await?;
             match resp.status.as_u16() {
                 200 => {
                     obs.credentials = Some(document::parse(&resp.body)?);
-                    self.read_info(token.as_ref(), obs).await;
+                    self.read_info(&mut token, obs).await;
                     return Ok(());
                 }
                 404 if !rediscover => continue,
@@ -285,7 +294,7 @@ impl ImdsClient {
     }
 
     /// The role name: cached, or discovered from the listing (extended path first).
-    async fn role(&self, token: Option<&Secret>, rediscover: bool) -> Result<Option<String>, ImdsError> {
+    async fn role(&self, token: &mut Option<Secret>, rediscover: bool) -> Result<Option<String>, ImdsError> {
         {
             let mut st = self.state.lock().expect("state lock");
             if rediscover {
@@ -322,7 +331,7 @@ impl ImdsClient {
     }
 
     /// Reads `iam/info` at most every [`INFO_INTERVAL`]; failures only log.
-    async fn read_info(&self, token: Option<&Secret>, obs: &mut ImdsObservation) {
+    async fn read_info(&self, token: &mut Option<Secret>, obs: &mut ImdsObservation) {
         let due = self.state.lock().expect("state lock").info_read_at.is_none_or(|t| t.elapsed() >= INFO_INTERVAL);
         if due {
             let arn = match self.get(Endpoint::Info, INFO_PATH, token).await {
@@ -393,19 +402,25 @@ impl ImdsClient {
         self.state.lock().expect("state lock").token = None;
     }
 
-    /// GET with the token; a 401 means the token went stale: fetch a new one and try once more.
-    async fn get(&self, endpoint: Endpoint, path: &str, token: Option<&Secret>) -> Result<Response, ImdsError> {
-        let resp = self.send(endpoint, Method::GET, path, token, |b| b).await?;
+    /// GET with the probe's token; a 401 means the token went stale: fetch a
+    /// new one (which the rest of the probe then uses) and try once more.
+    /// Without a token (IMDSv1 after a failed PUT this probe), a 401 means
+    /// IMDSv2 is required and no token can be had: no second PUT.
+    async fn get(&self, endpoint: Endpoint, path: &str, token: &mut Option<Secret>) -> Result<Response, ImdsError> {
+        let resp = self.send(endpoint, Method::GET, path, token.as_ref(), |b| b).await?;
         if resp.status != StatusCode::UNAUTHORIZED {
             return Ok(resp);
         }
+        if token.is_none() {
+            return Err(status_error(endpoint, 401));
+        }
         self.invalidate_token();
-        let fresh = match self.token().await? {
+        *token = match self.token().await? {
             TokenOutcome::Token(t) => Some(t),
             TokenOutcome::V1 { .. } => None,
         };
         self.stats.lock().expect("stats lock").retries += 1;
-        let resp = self.send(endpoint, Method::GET, path, fresh.as_ref(), |b| b).await?;
+        let resp = self.send(endpoint, Method::GET, path, token.as_ref(), |b| b).await?;
         match resp.status.as_u16() {
             401 => Err(status_error(endpoint, 401)),
             _ => Ok(resp),

@@ -208,7 +208,7 @@ struct Issue {
 
 fn current_issue(spec: &ImdsSpec, epoch: DateTime<Utc>, now: DateTime<Utc>) -> Issue {
     let lifetime = chrono::Duration::from_std(spec.lifetime).unwrap_or_default();
-    let (number, issued) = match spec.rotate_every.and_then(|p| chrono::Duration::from_std(p).ok()).filter(|p| !p.is_zero()) {
+    let (number, issued) = match spec.rotate_every.and_then(|p| chrono::Duration::from_std(p).ok()).filter(|p| p.num_milliseconds() > 0) {
         Some(period) if now > epoch => {
             let n = ((now - epoch).num_milliseconds() / period.num_milliseconds()).max(0);
             (n as u64, epoch + period * n as i32)
