@@ -1,43 +1,18 @@
 //! The status page in a real browser: headless Chromium (Debian `chromium`)
-//! loads `/` for the `healthy` and `expiring` demos; the DOM must carry the
-//! banner and the findings, and a screenshot is taken of each (kept under
-//! `target/status-page/` to look at).
+//! loads `/` for the `healthy` and `expiring` demos. Both run inside a network
+//! namespace the test creates (only loopback exists there), so the browser can
+//! reach nothing but the page. The DOM must carry the banner and the
+//! findings; a screenshot of each is kept under `target/tmp/status-page/`.
 
 mod common;
 
-use std::process::Command;
-use std::time::Duration;
+use common::{SH_HELPERS, in_netns};
 
-use common::stack::{self, assert_none_left, free_port, wait_ready};
+const CHROMIUM: &str = "chromium --headless --no-sandbox --disable-gpu --disable-quic --no-first-run \
+     --disable-background-networking --disable-component-update --disable-sync --disable-extensions --no-proxy-server";
 
-/// Headless Chromium that talks to nothing but the page it is given.
-fn chromium(profile: &std::path::Path, args: &[&str]) -> std::process::Output {
-    Command::new("chromium")
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--disable-extensions",
-            "--no-proxy-server",
-        ])
-        .arg(format!("--user-data-dir={}", profile.display()))
-        .args(args)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("HOME", profile)
-        .output()
-        .expect("chromium is installed by scripts/test.sh (Debian package chromium)")
-}
-
-#[tokio::test]
-async fn status_page_shows_the_report_in_a_browser() {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path();
+#[test]
+fn status_page_shows_the_report_in_a_browser() {
     let shots = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("status-page");
     std::fs::create_dir_all(&shots).unwrap();
     for (scenario, banner, must) in [
@@ -53,14 +28,24 @@ async fn status_page_shows_the_report_in_a_browser() {
             ],
         ),
     ] {
-        let port = free_port();
-        let mut demo = stack::demo(dir, scenario, port, &[]);
-        let url = format!("http://127.0.0.1:{port}/");
-        wait_ready(&mut demo, &format!("{url}-/healthy"), Duration::from_secs(20)).await;
-        let profile = tempfile::tempdir().unwrap();
-        let out = chromium(profile.path(), &["--dump-dom", &url]);
+        let png = shots.join(format!("{scenario}.png"));
+        let _ = std::fs::remove_file(&png);
+        let script = format!(
+            r#"{SH_HELPERS}
+ip link set lo up
+export HOME="$PWD"
+"$BIN" demo --scenario {scenario} --web.listen-address 127.0.0.1:18080 > demo.log 2>&1 &
+DEMO=$!
+wait_for http://127.0.0.1:18080/-/healthy OK
+{CHROMIUM} --user-data-dir="$PWD/profile-dom" --dump-dom http://127.0.0.1:18080/ > dom.html 2> chromium-dom.log
+{CHROMIUM} --user-data-dir="$PWD/profile-shot" --window-size=1280,1400 --screenshot="$PNG" http://127.0.0.1:18080/ > /dev/null 2> chromium-shot.log
+stop $DEMO
+cat dom.html
+"#
+        );
+        let out = in_netns(&script, &[("PNG", png.to_str().unwrap())]);
         let dom = String::from_utf8_lossy(&out.stdout);
-        assert!(out.status.success() && dom.contains("<html"), "{scenario}: chromium failed: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(dom.contains("<html"), "{scenario}: chromium printed no DOM: {}", String::from_utf8_lossy(&out.stderr));
         assert!(dom.contains(&format!(r#"id="status" class="banner {banner}""#)), "{scenario}: banner {banner}\n{dom}");
         for (needle, what) in must {
             assert!(dom.contains(needle), "{scenario}: {what} ({needle}) missing from the DOM\n{dom}");
@@ -70,15 +55,7 @@ async fn status_page_shows_the_report_in_a_browser() {
         }
         assert!(!dom.contains("<script"), "no JavaScript");
         assert!(!dom.contains("SimSecretAccessKey") && !dom.contains("SimSessionToken"), "{scenario}: secrets");
-
-        let png = shots.join(format!("{scenario}.png"));
-        let _ = std::fs::remove_file(&png);
-        let profile = tempfile::tempdir().unwrap();
-        let out = chromium(profile.path(), &["--window-size=1280,1400", &format!("--screenshot={}", png.display()), &url]);
-        assert!(out.status.success(), "{scenario}: screenshot failed: {}", String::from_utf8_lossy(&out.stderr));
         let bytes = std::fs::read(&png).expect("screenshot written");
         assert!(bytes.starts_with(b"\x89PNG") && bytes.len() > 10_000, "{scenario}: a real screenshot ({} bytes)", bytes.len());
-        demo.stop();
     }
-    assert_none_left(dir);
 }

@@ -366,7 +366,7 @@ impl ImdsClient {
             self.send(Endpoint::Token, Method::PUT, TOKEN_PATH, None, |b| b.header(TOKEN_TTL_HEADER, TOKEN_TTL_SECONDS.to_string())).await;
         let reason = match result {
             Ok(resp) if resp.status == StatusCode::OK => {
-                let token = String::from_utf8(resp.body.to_vec()).unwrap_or_default();
+                let token = Zeroizing::new(String::from_utf8(resp.body.to_vec()).unwrap_or_default());
                 let token = token.trim();
                 if token.is_empty() || !token.bytes().all(|b| b.is_ascii_graphic()) {
                     return Err(ImdsError::Body { endpoint: "token", detail: "token is empty or not printable ASCII".into() });
@@ -444,7 +444,7 @@ impl ImdsClient {
         loop {
             let mut req = self.http.request(method.clone(), url.clone());
             if let Some(t) = token {
-                req = req.header(TOKEN_HEADER, t.expose());
+                req = req.header(TOKEN_HEADER, sensitive(t));
             }
             let started = Instant::now();
             let result = tokio::time::timeout(self.cfg.timeout, read(extra(req), endpoint.as_str()))
@@ -479,6 +479,13 @@ impl ImdsClient {
     }
 }
 
+/// A header value that HTTP libraries must not log (`HeaderValue::set_sensitive`).
+fn sensitive(secret: &Secret) -> reqwest::header::HeaderValue {
+    let mut v = reqwest::header::HeaderValue::from_str(secret.expose()).unwrap_or_else(|_| reqwest::header::HeaderValue::from_static(""));
+    v.set_sensitive(true);
+    v
+}
+
 /// An HTTP client for credential endpoints (IMDS, container credentials).
 pub fn http_client(connect_timeout: Duration) -> reqwest::Client {
     reqwest::Client::builder()
@@ -505,7 +512,7 @@ pub async fn fetch_container_credentials(
 ) -> Result<CredentialInfo, ImdsError> {
     let mut req = http.get(uri).header("accept", "application/json");
     if let Some(a) = authorization {
-        req = req.header("authorization", a.expose());
+        req = req.header("authorization", sensitive(a));
     }
     let resp = tokio::time::timeout(timeout, read(req, "container"))
         .await
