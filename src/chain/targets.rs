@@ -93,13 +93,14 @@ pub struct ChainProbe {
     http: reqwest::Client,
     errors_total: Mutex<BTreeMap<(String, &'static str), u64>>,
     evaluating: AtomicBool,
+    unreadable: Mutex<std::collections::BTreeSet<String>>,
 }
 
 impl ChainProbe {
     /// A probe for `cfg`.
     pub fn new(cfg: ChainConfig) -> Self {
         let http = imds::http_client(cfg.timeout);
-        Self { cfg, http, errors_total: Mutex::new(BTreeMap::new()), evaluating: AtomicBool::new(false) }
+        Self { cfg, http, errors_total: Mutex::new(BTreeMap::new()), evaluating: AtomicBool::new(false), unreadable: Mutex::default() }
     }
 
     /// Evaluates every target; `imds_has_role` is what the IMDS probe found.
@@ -167,7 +168,9 @@ impl ChainProbe {
         match result {
             Err(e) => {
                 self.count(target, e.reason);
-                if e.reason == ErrorReason::PermissionDenied {
+                // Warn when a target becomes unreadable, not on every probe (the counter keeps counting).
+                let first = self.unreadable.lock().expect("chain lock").insert(target.to_string());
+                if e.reason == ErrorReason::PermissionDenied && first {
                     tracing::warn!(target, pid, error = %e, "cannot read the process: run the exporter as the same user or grant CAP_SYS_PTRACE");
                 } else {
                     tracing::debug!(target, pid, error = %e, "chain target unavailable");
@@ -175,6 +178,7 @@ impl ChainProbe {
                 report.error = Some(e.message);
             }
             Ok(obs) => {
+                self.unreadable.lock().expect("chain lock").remove(target);
                 for e in &obs.errors {
                     self.count(target, e.reason);
                     tracing::debug!(target, error = %e, "chain evaluation could not read everything");
