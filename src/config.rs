@@ -366,12 +366,13 @@ impl ExporterArgs {
         };
         let timeout = match pick("--imds.timeout", &self.imds_timeout, "AWS_METADATA_SERVICE_TIMEOUT", env) {
             // The SDK variable is a number of seconds; the flag also takes units.
-            Some(t) => parse_duration(&t.value).map_err(|r| ConfigError::new(t.name, &t.value, r))?,
+            Some(t) => match parse_duration(&t.value) {
+                Ok(d) if d.is_zero() => return Err(ConfigError::new(t.name, &t.value, "must be greater than zero")),
+                Ok(d) => d,
+                Err(r) => return Err(ConfigError::new(t.name, &t.value, r)),
+            },
             None => Duration::from_secs(1),
         };
-        if timeout.is_zero() {
-            return Err(ConfigError::new("IMDS timeout", "0", "must be greater than zero"));
-        }
         let attempts = match pick("--imds.attempts", &self.imds_attempts, "AWS_METADATA_SERVICE_NUM_ATTEMPTS", env) {
             Some(a) => match a.value.trim().parse::<u32>() {
                 Ok(n) if (1..=10).contains(&n) => n,
@@ -536,6 +537,8 @@ mod tests {
             (&[], &[("AWS_EC2_METADATA_SERVICE_ENDPOINT", "169.254.169.254")], "AWS_EC2_METADATA_SERVICE_ENDPOINT"),
             (&[], &[("AWS_EC2_METADATA_SERVICE_ENDPOINT", "ftp://x")], "AWS_EC2_METADATA_SERVICE_ENDPOINT"),
             (&[], &[("AWS_METADATA_SERVICE_TIMEOUT", "soon")], "AWS_METADATA_SERVICE_TIMEOUT"),
+            (&[], &[("AWS_METADATA_SERVICE_TIMEOUT", "0")], "AWS_METADATA_SERVICE_TIMEOUT"),
+            (&["--imds.timeout", "0s"], &[], "--imds.timeout"),
             (&[], &[("AWS_METADATA_SERVICE_NUM_ATTEMPTS", "0")], "AWS_METADATA_SERVICE_NUM_ATTEMPTS"),
             (&[], &[("AWS_METADATA_SERVICE_NUM_ATTEMPTS", "-1")], "AWS_METADATA_SERVICE_NUM_ATTEMPTS"),
             (&[], &[("AWS_EC2_METADATA_DISABLED", "yes")], "AWS_EC2_METADATA_DISABLED"),
