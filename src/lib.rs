@@ -49,5 +49,6 @@ pub mod report;
 pub mod secret;
 pub mod server;
 pub mod sim;
+pub mod timefmt;
 pub mod timesync;
 pub mod webconfig;

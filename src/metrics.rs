@@ -10,6 +10,7 @@ use crate::chain::{ChainObservation, Provider, TargetReport};
 use crate::imds::{Endpoint, Protocol};
 use crate::ntp::NtpSample;
 use crate::probe::Snapshot;
+use crate::timefmt::{seconds, unix_seconds};
 use crate::webconfig::WebConfigStatus;
 
 /// Content type of the text exposition format 0.0.4.
@@ -21,6 +22,12 @@ pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 pub const REVISION: &str = env!("ACE_GIT_REVISION");
 /// `rustc --version` of the compiler that built the binary.
 pub const RUST_VERSION: &str = env!("ACE_RUSTC_VERSION");
+
+/// HELP of `aws_credentials_expiration_timestamp_seconds`, fed by the IMDS and chain probes.
+const EXPIRATION_HELP: &str = "When the credentials expire (Unix time), as served by the provider. During an IMDS outage the last known value is kept: SDKs keep their cached credentials until then.";
+/// HELP of `aws_credentials_seconds_until_expiry`, fed by the IMDS and chain probes.
+const UNTIL_EXPIRY_HELP: &str =
+    "Seconds until the credentials expire, measured with this host's clock (what an SDK on this host sees); negative once expired.";
 
 type Labels<'a> = Vec<(&'static str, &'a str)>;
 
@@ -93,10 +100,6 @@ fn bool_value(b: bool) -> f64 {
     if b { 1.0 } else { 0.0 }
 }
 
-fn ts(t: chrono::DateTime<chrono::Utc>) -> f64 {
-    t.timestamp_millis() as f64 / 1000.0
-}
-
 /// Renders a snapshot in the text exposition format.
 pub fn render(s: &Snapshot) -> String {
     let mut f = Families::default();
@@ -140,18 +143,18 @@ fn imds_families(f: &mut Families, s: &Snapshot) {
 
     f.gauge(
         "aws_credentials_expiration_timestamp_seconds",
-        "When the credentials expire (Unix time), as served by the provider. During an IMDS outage the last known value is kept: SDKs keep their cached credentials until then.",
-        expiration.map(|e| (vec![("provider", "instance_profile"), ("role", role)], ts(e))),
+        EXPIRATION_HELP,
+        expiration.map(|e| (vec![("provider", "instance_profile"), ("role", role)], unix_seconds(e))),
     );
     f.gauge(
         "aws_credentials_seconds_until_expiry",
-        "Seconds until the credentials expire, measured with this host's clock (what an SDK on this host sees); negative once expired.",
+        UNTIL_EXPIRY_HELP,
         expiration.map(|e| (vec![("provider", "instance_profile"), ("role", role)], (e - s.taken_at).num_milliseconds() as f64 / 1000.0)),
     );
     f.gauge(
         "aws_credentials_last_updated_timestamp_seconds",
         "When IMDS last rotated the instance-profile credentials (LastUpdated, Unix time).",
-        creds.and_then(|c| c.last_updated).map(|t| (vec![("role", role)], ts(t))),
+        creds.and_then(|c| c.last_updated).map(|t| (vec![("role", role)], unix_seconds(t))),
     );
     f.gauge(
         "aws_imds_up",
@@ -225,7 +228,7 @@ fn imds_families(f: &mut Families, s: &Snapshot) {
     f.gauge(
         "aws_imds_last_success_timestamp_seconds",
         "When a probe last read a Code=Success credential document (Unix time); 0 if never.",
-        [(vec![], stats.last_success.map_or(0.0, ts))],
+        [(vec![], stats.last_success.map_or(0.0, unix_seconds))],
     );
 }
 
@@ -289,18 +292,14 @@ fn chain_families(f: &mut Families, s: &Snapshot) {
         .collect();
     f.gauge(
         "aws_credentials_expiration_timestamp_seconds",
-        "When the credentials expire (Unix time), as served by the provider. During an IMDS outage the last known value is kept: SDKs keep their cached credentials until then.",
-        expiries.iter().map(|(t, p, e)| (vec![("provider", *p), ("target", *t)], ts(*e))),
+        EXPIRATION_HELP,
+        expiries.iter().map(|(t, p, e)| (vec![("provider", *p), ("target", *t)], unix_seconds(*e))),
     );
     f.gauge(
         "aws_credentials_seconds_until_expiry",
-        "Seconds until the credentials expire, measured with this host's clock (what an SDK on this host sees); negative once expired.",
-        expiries.iter().map(|(t, p, e)| (vec![("provider", *p), ("target", *t)], secs(*e - s.taken_at))),
+        UNTIL_EXPIRY_HELP,
+        expiries.iter().map(|(t, p, e)| (vec![("provider", *p), ("target", *t)], seconds(*e - s.taken_at))),
     );
-}
-
-fn secs(d: chrono::Duration) -> f64 {
-    d.num_milliseconds() as f64 / 1000.0
 }
 
 fn clock_families(f: &mut Families, s: &Snapshot) {
@@ -454,7 +453,7 @@ mod tests {
     fn snapshot(obs: ImdsObservation, stats: ImdsStats) -> Snapshot {
         Snapshot {
             taken_at: Utc.with_ymd_and_hms(2026, 11, 28, 18, 0, 0).unwrap(),
-            imds: Arc::new(ImdsReport { observation: obs, stats, probed_at: None, duration: Duration::from_millis(3) }),
+            imds: Arc::new(ImdsReport { observation: obs, stats, duration: Duration::from_millis(3) }),
             ntp: Arc::default(),
             kernel: Err("not read in tests".into()),
             time_sync: Arc::default(),

@@ -28,8 +28,6 @@ pub struct ImdsReport {
     pub observation: ImdsObservation,
     /// Client counters (monotonic).
     pub stats: ImdsStats,
-    /// When the probe finished.
-    pub probed_at: Option<DateTime<Utc>>,
     /// How long the probe took.
     pub duration: Duration,
 }
@@ -164,11 +162,6 @@ impl Prober {
         self
     }
 
-    /// The IMDS client (for counters in tests and the report).
-    pub fn imds_client(&self) -> &ImdsClient {
-        &self.imds
-    }
-
     /// A snapshot whose probes finished no later than `deadline` (a probe still
     /// running then is abandoned and reported as failed, keeping last known values).
     pub async fn snapshot(&self, deadline: Instant) -> Snapshot {
@@ -226,7 +219,7 @@ async fn probe_imds(client: &ImdsClient, prev: Option<Arc<ImdsReport>>, deadline
     };
     log_transition(prev.as_deref().map(|p| &p.observation), &observation);
     log_odd_expiry(prev.as_deref().map(|p| &p.observation), &observation, Utc::now());
-    ImdsReport { observation, stats: client.stats(), probed_at: Some(Utc::now()), duration: started.elapsed() }
+    ImdsReport { observation, stats: client.stats(), duration: started.elapsed() }
 }
 
 /// The chain of every target, or, when the deadline passes first, the last

@@ -3,12 +3,13 @@
 //! rendered as text (`check`), JSON (`check --output json`, `/check.json`)
 //! and HTML (the status page), so none of them can disagree with `/metrics`.
 
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use crate::imds::Protocol;
 use crate::metrics::VERSION;
 use crate::probe::Snapshot;
+use crate::timefmt::{rfc3339, seconds};
 
 /// Version of the JSON schema; bumped on any incompatible change.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -182,10 +183,6 @@ pub fn build(s: &Snapshot) -> Report {
     Report { schema_version: SCHEMA_VERSION, exporter_version: VERSION, generated_at: s.taken_at, status, summary, checks }
 }
 
-fn seconds(d: chrono::Duration) -> f64 {
-    d.num_milliseconds() as f64 / 1000.0
-}
-
 /// `4m12s`, `5h12m`, `2d3h`, `-3m5s` (expired).
 pub fn human(d: chrono::Duration) -> String {
     let neg = d < chrono::Duration::zero();
@@ -197,10 +194,6 @@ pub fn human(d: chrono::Duration) -> String {
         _ => format!("{}d{}h", s / 86_400, (s % 86_400) / 3600),
     };
     if neg { format!("-{text}") } else { text }
-}
-
-fn rfc3339(t: DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(SecondsFormat::Secs, true)
 }
 
 fn imds_checks(s: &Snapshot, out: &mut Vec<Check>) {

@@ -388,7 +388,6 @@ impl ImdsClient {
             Ok(resp) if resp.status == StatusCode::BAD_REQUEST => return Err(status_error(Endpoint::Token, 400)),
             Ok(resp) => resp.status.as_u16().to_string(),
             Err(ImdsError::Timeout { .. }) => "timeout".to_string(),
-            Err(e @ ImdsError::Connect { .. }) => return Err(e),
             Err(e) => return Err(e),
         };
         if self.cfg.v1_disabled {

@@ -11,7 +11,9 @@ use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use bytes::Bytes;
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Utc};
+
+use crate::timefmt::rfc3339;
 use http_body_util::BodyExt;
 use http_body_util::combinators::UnsyncBoxBody;
 use hyper::Response;
@@ -286,10 +288,6 @@ fn commas(doc: &str) -> String {
         });
     }
     out.join("\n")
-}
-
-fn rfc3339(t: DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(SecondsFormat::Secs, true)
 }
 
 const HTML_PAGE: &[u8] = b"<!DOCTYPE html>\n<html><head><title>Access denied</title></head>\n<body><h1>Proxy authentication required</h1><p>Sign in to continue.</p></body></html>\n";

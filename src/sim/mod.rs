@@ -15,7 +15,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Utc};
+
+use crate::timefmt::rfc3339;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response};
@@ -216,10 +218,6 @@ fn current_issue(spec: &ImdsSpec, epoch: DateTime<Utc>, now: DateTime<Utc>) -> I
         _ => (0, epoch),
     };
     Issue { number, issued, expires: issued + lifetime }
-}
-
-fn rfc3339(t: DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(SecondsFormat::Secs, true)
 }
 
 const TEXT: &str = "text/plain";
