@@ -25,7 +25,7 @@
 //!   (plain or TLS). [`webconfig`]: `--web.config.file` (TLS, client certificates, basic
 //!   auth, headers in the exporter-toolkit format), re-read when it changes.
 //! - [`sim`]: the simulated EC2 instance behind `demo` and the tests.
-//! - [`secret`], [`backoff`], [`logging`]: small shared pieces.
+//! - [`secret`], [`backoff`], [`logging`], [`timefmt`]: small shared pieces.
 //! - [`app`]: the subcommands, wired from the pieces above.
 // `deny`, not `forbid`: `clock` reads the kernel clock through one `unsafe` call.
 #![deny(unsafe_code)]
