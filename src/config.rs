@@ -82,7 +82,7 @@ pub struct ExporterArgs {
     /// NTP server to measure the clock against, HOST:PORT (repeatable) [default: the Amazon Time Sync Service, 169.254.169.123:123].
     #[arg(long = "ntp.server", value_name = "HOST:PORT")]
     pub ntp_servers: Vec<String>,
-    /// Also query the Amazon Time Sync Service over IPv6 ([fd00:ec2::123]:123; Nitro instances).
+    /// Also query the Amazon Time Sync Service over IPv6 (`[fd00:ec2::123]:123`; Nitro instances).
     #[arg(long = "ntp.ipv6")]
     pub ntp_ipv6: bool,
     /// How long to wait for one NTP reply.
