@@ -15,19 +15,7 @@ const RUNBOOK_URL: &str = "https://github.com/aws-credentials-exporter/aws-crede
 const AM_EXAMPLE: &str = "alerts/alertmanager.example.yml";
 
 fn run(program: &str, args: &[&str]) -> Output {
-    let out = Command::new(program)
-        .args(args)
-        .current_dir(repo(""))
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {program} (scripts/test.sh installs it): {e}"));
-    assert!(
-        out.status.success(),
-        "{program} {args:?} failed ({}):\n{}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
+    common::succeed(Command::new(program).args(args).current_dir(repo("")))
 }
 
 /// One alerting rule, read from the rule file (its layout is ours: one key per line).
