@@ -67,6 +67,31 @@ if ! python3 -c 'import botocore' >/dev/null 2>&1; then
   python3 -c 'import botocore'
 fi
 
+# Kubernetes manifest checkers (tests/kubernetes.rs), pinned and cached in
+# $TOOLS between runs; the test looks for them there.
+TOOLS="${AWS_CREDENTIALS_EXPORTER_TOOLS:-$HOME/.cache/aws-credentials-exporter}"
+export AWS_CREDENTIALS_EXPORTER_TOOLS="$TOOLS"
+# kustomize from the Go module proxy: v5.8.2 is the newest whose go.mod accepts Go 1.26 (v5.8.3 needs 1.27).
+KUSTOMIZE_VERSION=v5.8.2
+if [ "$("$TOOLS/bin/kustomize" version 2>/dev/null)" != "$KUSTOMIZE_VERSION" ]; then
+  echo "installing: kustomize $KUSTOMIZE_VERSION (Go module proxy)"
+  GOBIN="$TOOLS/bin" go install "sigs.k8s.io/kustomize/kustomize/v5@$KUSTOMIZE_VERSION"
+fi
+# kubernetes-validate (PyPI), in a venv of its own: it ships the API schemas up to Kubernetes 1.37.
+KUBERNETES_VALIDATE_VERSION=1.37.0
+if [ "$("$TOOLS/kubernetes-validate/bin/kubernetes-validate" --version 2>/dev/null)" != "$KUBERNETES_VALIDATE_VERSION" ]; then
+  echo "installing: kubernetes-validate $KUBERNETES_VALIDATE_VERSION (PyPI)"
+  rm -rf "$TOOLS/kubernetes-validate"
+  python3 -m venv "$TOOLS/kubernetes-validate"
+  "$TOOLS/kubernetes-validate/bin/pip" install --quiet "kubernetes-validate==$KUBERNETES_VALIDATE_VERSION"
+fi
+# prometheus-operator schemas (npm), from the committed lock file; reinstalled when it changes.
+if ! cmp -s tests/kubernetes/package-lock.json tests/kubernetes/node_modules/.installed-package-lock.json; then
+  echo "installing: tests/kubernetes npm packages (npm ci)"
+  npm --prefix tests/kubernetes ci --no-audit --no-fund --silent
+  cp tests/kubernetes/package-lock.json tests/kubernetes/node_modules/.installed-package-lock.json
+fi
+
 export RUST_BACKTRACE="${RUST_BACKTRACE:-0}"
 cargo fmt --check
 cargo clippy --locked --all-targets -- -D warnings
