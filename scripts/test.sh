@@ -23,6 +23,9 @@ declare -A PKG=(
   [prometheus-alertmanager]=prometheus-alertmanager
   [chromium]=chromium
   [systemd-analyze]=systemd
+  [systemd-nspawn]=systemd-container
+  [nsenter]=util-linux
+  [prlimit]=util-linux
   [wrk]=wrk
   [prometheus-node-exporter]=prometheus-node-exporter
 )
@@ -44,6 +47,7 @@ if [ "${#missing[@]}" -gt 0 ]; then
     printf '#!/bin/sh\nexit 101\n' | $SUDO tee "$policy" >/dev/null
     $SUDO chmod +x "$policy"
     trap '$SUDO rm -f "$policy"' EXIT
+    created_policy=1
   fi
   # Sorted and de-duplicated: one package may provide two commands.
   mapfile -t missing < <(printf '%s\n' "${missing[@]}" | sort -u)
@@ -56,6 +60,8 @@ if [ "${#missing[@]}" -gt 0 ]; then
       fi
     done
   fi
+  # Not kept for the tests: a booted container (tests/systemd_unit.rs) shares /usr.
+  if [ "${created_policy:-0}" = 1 ]; then $SUDO rm -f "$policy"; fi
 fi
 
 # botocore (PyPI): the reference peer of tests/botocore_parity.rs.
@@ -90,6 +96,14 @@ if ! cmp -s tests/kubernetes/package-lock.json tests/kubernetes/node_modules/.in
   echo "installing: tests/kubernetes npm packages (npm ci)"
   npm --prefix tests/kubernetes ci --no-audit --no-fund --silent
   cp tests/kubernetes/package-lock.json tests/kubernetes/node_modules/.installed-package-lock.json
+fi
+
+# cargo-deb (crates.io), pinned: tests/systemd_unit.rs builds the Debian package
+# with it. Installed once per machine (cargo's bin dir), again only on a version change.
+CARGO_DEB_VERSION=3.8.0
+if [ "$(cargo deb --version 2>/dev/null)" != "cargo-deb $CARGO_DEB_VERSION" ]; then
+  echo "installing: cargo-deb $CARGO_DEB_VERSION (crates.io)"
+  cargo install --quiet --locked cargo-deb --version "$CARGO_DEB_VERSION"
 fi
 
 export RUST_BACKTRACE="${RUST_BACKTRACE:-0}"
