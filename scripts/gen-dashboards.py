@@ -357,10 +357,17 @@ def instance_dashboard():
         (
             stat(
                 "Kernel clock synchronised",
-                "The kernel's synchronisation flag (adjtimex): 0 means chronyd or ntpd is not disciplining the clock "
-                "(AwsClockNotSynchronising).",
+                "The AwsClockNotSynchronising guard: 0 when the kernel reports STA_UNSYNC and its maximum error has "
+                "reached the 16 s cap, i.e. chronyd or ntpd is not disciplining the clock. STA_UNSYNC alone is no "
+                "verdict: chronyd without rtcsync leaves it set on healthy hosts.",
                 "none",
-                targets((f"aws_clock_synchronized{{{SEL}}}", "{{instance}}"), instant=True),
+                targets(
+                    (
+                        f"1 - ((aws_clock_max_error_seconds{{{SEL}}} >= bool 16) * (aws_clock_synchronized{{{SEL}}} == bool 0))",
+                        "{{instance}}",
+                    ),
+                    instant=True,
+                ),
                 mappings=mapping({0: ("not synchronised", RED), 1: ("synchronised", GREEN)}),
             ),
             6,
@@ -487,7 +494,7 @@ def instance_dashboard():
         (
             timeseries(
                 "Probe duration",
-                "How long the last run of each probe took; a probe stops at the scrape timeout.",
+                "How long the last completed run of each probe took; a probe stops at its own budget, not at the scrape timeout.",
                 "s",
                 targets((f"aws_credentials_exporter_probe_duration_seconds{{{SEL}}}", "{{instance}} {{probe}}")),
             ),
@@ -576,9 +583,13 @@ def fleet_dashboard():
         (
             stat(
                 "Clock not synchronised",
-                "Instances whose kernel reports the clock unsynchronised (AwsClockNotSynchronising).",
+                "Instances whose kernel reports the clock unsynchronised with its maximum error at the 16 s cap "
+                "(the AwsClockNotSynchronising guard; STA_UNSYNC alone stays set under chronyd without rtcsync).",
                 "none",
-                targets((f"sum(aws_clock_synchronized{{{SEL}}} == bool 0)", ""), instant=True),
+                targets(
+                    (f"sum((aws_clock_max_error_seconds{{{SEL}}} >= bool 16) * (aws_clock_synchronized{{{SEL}}} == bool 0))", ""),
+                    instant=True,
+                ),
                 thresholds=thresholds((GREEN, None), (RED, 1)),
             ),
             4,

@@ -27,6 +27,22 @@ pub struct KernelClock {
     pub status: i32,
 }
 
+/// The kernel caps `maxerror` here (`NTP_PHASE_LIMIT`, 16 s) and sets
+/// `STA_UNSYNC` once it gets there without a time daemon's update.
+pub const MAX_ERROR_CAP_SECONDS: f64 = 16.0;
+
+impl KernelClock {
+    /// The verdict `check`, the status page and the dashboards give, the guard
+    /// of the `AwsClockNotSynchronising` alert (node-mixin's
+    /// `NodeClockNotSynchronising`): `STA_UNSYNC` set *and* the maximum error
+    /// at the 16 s cap. `STA_UNSYNC` alone stays set on healthy hosts where
+    /// chronyd disciplines the clock without `rtcsync`, while it keeps the
+    /// error bounds current.
+    pub fn not_synchronising(&self) -> bool {
+        !self.synchronized && self.max_error_seconds >= MAX_ERROR_CAP_SECONDS
+    }
+}
+
 /// The `timex` fields [`KernelClock`] is made of, apart from the C struct so
 /// the decoding can be tested with plain values.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]

@@ -18,8 +18,10 @@
 //! - [`chain`]: the credential provider chain an SDK would walk for the exporter
 //!   or another process (environment, Java system properties, profile files,
 //!   web identity, container, instance profile) -> [`chain::ChainObservation`].
-//! - [`probe`]: runs the probes when scraped, at most once per minimum interval
-//!   (single flight), and assembles a [`probe::Snapshot`].
+//! - [`probe`]: one driver per probe (imds, ntp, chain, time_sync, kernel), each under
+//!   its own budget and returning a [`probe::Outcome`] (value, duration, typed error
+//!   kind); runs them when scraped, at most once per minimum interval (single flight,
+//!   in tasks a scrape's deadline cannot cancel), and assembles a [`probe::Snapshot`].
 //! - [`metrics`]: Snapshot -> Prometheus text; the only module that knows metric names.
 //! - [`server`]: HTTP: `/metrics`, landing page, health; on [`http`], the shared hyper loop
 //!   (plain or TLS). [`webconfig`]: `--web.config.file` (TLS, client certificates, basic

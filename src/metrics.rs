@@ -6,9 +6,12 @@ use prometheus::proto::{Bucket, Counter, Gauge, Histogram, LabelPair, Metric, Me
 
 use chrono::{DateTime, Utc};
 
-use crate::chain::{ChainObservation, Provider, TargetReport};
+use std::collections::BTreeMap;
+
+use crate::chain::{ChainObservation, ErrorReason, Provider, TargetReport};
+use crate::imds::stats::V1_FALLBACK_REASONS;
 use crate::imds::{Endpoint, Protocol};
-use crate::ntp::NtpSample;
+use crate::ntp::{KISS_CODES, NtpSample};
 use crate::probe::Snapshot;
 use crate::timefmt::{seconds, unix_seconds};
 use crate::webconfig::WebConfigStatus;
@@ -81,6 +84,13 @@ impl Families {
             .collect();
         self.add(name, help, MetricType::COUNTER, metrics);
     }
+}
+
+/// The counts by label value, with every `known` value present (at 0 if never counted).
+fn with_zeros(counts: &BTreeMap<String, u64>, known: impl IntoIterator<Item = &'static str>) -> BTreeMap<&str, u64> {
+    let mut all: BTreeMap<&str, u64> = known.into_iter().map(|k| (k, 0)).collect();
+    all.extend(counts.iter().map(|(k, n)| (k.as_str(), *n)));
+    all
 }
 
 fn metric(labels: Labels<'_>) -> Metric {
@@ -200,7 +210,7 @@ fn imds_families(f: &mut Families, s: &Snapshot) {
     f.counter(
         "aws_imds_v1_fallbacks_total",
         "IMDSv2 token requests that fell back to IMDSv1, by reason (HTTP status or timeout; timeouts inside containers usually mean the PUT response hop limit is 1).",
-        stats.v1_fallbacks.iter().map(|(r, n)| (vec![("reason", r.as_str())], *n as f64)),
+        with_zeros(&stats.v1_fallbacks, V1_FALLBACK_REASONS).into_iter().map(|(r, n)| (vec![("reason", r)], n as f64)),
     );
     let histograms = Endpoint::ALL
         .iter()
@@ -274,10 +284,14 @@ fn chain_families(f: &mut Families, s: &Snapshot) {
         "Processes matching the target's --chain.process pattern (the lowest PID is evaluated); 1 for self.",
         round.targets.iter().map(|t| (vec![("target", t.target.as_str())], t.matched as f64)),
     );
+    // Every reason of every target from the start (at 0), so that increase() sees the first error.
+    let mut errors: BTreeMap<(&str, &str), u64> =
+        round.targets.iter().flat_map(|t| ErrorReason::ALL.iter().map(move |r| ((t.target.as_str(), r.as_str()), 0))).collect();
+    errors.extend(round.errors_total.iter().map(|((t, r), n)| ((t.as_str(), *r), *n)));
     f.counter(
         "aws_credentials_chain_errors_total",
         "What the chain probe could not read, by target and reason (permission_denied: run as the process's user or grant CAP_SYS_PTRACE; not_found; malformed; io).",
-        round.errors_total.iter().map(|((t, r), n)| (vec![("target", t.as_str()), ("reason", *r)], *n as f64)),
+        errors.into_iter().map(|((t, r), n)| (vec![("target", t), ("reason", r)], n as f64)),
     );
     // Expiry of credentials from the chain's providers, where knowable; the
     // instance profile's comes from the IMDS probe (provider="instance_profile", role).
@@ -386,7 +400,9 @@ fn clock_families(f: &mut Families, s: &Snapshot) {
         "aws_clock_ntp_kiss_of_death_total",
         "Kiss-o'-death replies by code (RATE: back off; DENY, RSTR: stop polling).",
         servers.iter().flat_map(|r| {
-            r.kiss_of_death_total.iter().map(|(code, n)| (vec![("server", r.server.as_str()), ("code", code.as_str())], *n as f64))
+            with_zeros(&r.kiss_of_death_total, KISS_CODES)
+                .into_iter()
+                .map(|(code, n)| (vec![("server", r.server.as_str()), ("code", code)], n as f64))
         }),
     );
     f.counter(
@@ -399,7 +415,7 @@ fn clock_families(f: &mut Families, s: &Snapshot) {
         "1 when a chrony, ntpd or systemd-timesyncd configuration file names the Amazon Time Sync Service (169.254.169.123 or fd00:ec2::123).",
         [(vec![], bool_value(!s.time_sync.amazon_time_sync.is_empty()))],
     );
-    if let Ok(k) = &s.kernel {
+    if let Some(k) = &s.kernel.value {
         f.gauge(
             "aws_clock_synchronized",
             "1 when the kernel considers its clock synchronised by a time daemon (adjtimex: no TIME_ERROR, no STA_UNSYNC).",
@@ -434,10 +450,16 @@ fn exporter_families(f: &mut Families, s: &Snapshot) {
         "Version, git revision and compiler of this exporter. Always 1.",
         [(vec![("version", VERSION), ("revision", REVISION), ("rustversion", RUST_VERSION)], 1.0)],
     );
+    let probes = s.probe_outcomes();
+    f.gauge(
+        "aws_credentials_exporter_probe_success",
+        "1 when the last completed run of the probe (imds, ntp, chain, time_sync, kernel) succeeded; 0 when it failed, overran its own budget or has not completed yet.",
+        probes.iter().map(|(p, ok, _)| (vec![("probe", *p)], bool_value(*ok))),
+    );
     f.gauge(
         "aws_credentials_exporter_probe_duration_seconds",
-        "How long the last run of each probe took.",
-        [(vec![("probe", "imds")], s.imds.duration.as_secs_f64()), (vec![("probe", "ntp")], s.ntp.duration.as_secs_f64())],
+        "How long the last completed run of each probe (imds, ntp, chain, time_sync, kernel) took.",
+        probes.iter().map(|(p, _, d)| (vec![("probe", *p)], d.as_secs_f64())),
     );
 }
 
@@ -445,7 +467,7 @@ fn exporter_families(f: &mut Families, s: &Snapshot) {
 mod tests {
     use super::*;
     use crate::imds::{CredentialInfo, ImdsObservation, ImdsStats};
-    use crate::probe::ImdsReport;
+    use crate::probe::{ErrorKind, ImdsReport, Outcome, ProbeError};
     use chrono::{TimeZone, Utc};
     use std::sync::Arc;
     use std::time::Duration;
@@ -453,9 +475,9 @@ mod tests {
     fn snapshot(obs: ImdsObservation, stats: ImdsStats) -> Snapshot {
         Snapshot {
             taken_at: Utc.with_ymd_and_hms(2026, 11, 28, 18, 0, 0).unwrap(),
-            imds: Arc::new(ImdsReport { observation: obs, stats, duration: Duration::from_millis(3) }),
+            imds: Arc::new(Outcome { value: ImdsReport { observation: obs, stats }, duration: Duration::from_millis(3), error: None }),
             ntp: Arc::default(),
-            kernel: Err("not read in tests".into()),
+            kernel: Arc::new(Outcome { error: Some(ProbeError::new(ErrorKind::Io, "not read in tests")), ..Outcome::default() }),
             time_sync: Arc::default(),
             chain: Arc::default(),
             process: Arc::default(),

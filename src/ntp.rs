@@ -37,6 +37,8 @@ use sntpc_net_tokio::UdpSocketWrapper;
 use tokio::net::UdpSocket;
 use tokio::task::JoinSet;
 
+use crate::probe::ErrorKind;
+
 /// Every failure reason, the label values of `failures_total`.
 pub const FAILURE_REASONS: [&str; 10] = [
     "timeout",
@@ -50,6 +52,10 @@ pub const FAILURE_REASONS: [&str; 10] = [
     "network",
     "rate_limited_locally",
 ];
+
+/// Kiss codes this probe acts on (RFC 5905 §7.4), exported from the start
+/// (at 0) so that `increase()` sees the first; other codes appear when they occur.
+pub const KISS_CODES: [&str; 3] = ["RATE", "DENY", "RSTR"];
 
 /// Largest acceptable root distance (root delay / 2 + root dispersion + delay / 2).
 /// RFC 5905 Appendix A.1.1 sets MAXDIST to 1 s; ntpd's `tos maxdist` default,
@@ -128,6 +134,8 @@ pub struct ServerReport {
     pub sample: Option<NtpSample>,
     /// Why the last round failed, or why polling stopped (`NTP server <server>: <why>`).
     pub error: Option<String>,
+    /// The kind of `error`, for renderers to match on.
+    pub error_kind: Option<ErrorKind>,
     /// Requests sent.
     pub requests_total: u64,
     /// Failed requests and skipped rounds by reason; every reason in [`FAILURE_REASONS`] is present.
@@ -152,6 +160,7 @@ impl ServerReport {
             up: false,
             sample: None,
             error: None,
+            error_kind: None,
             requests_total: 0,
             failures_total: FAILURE_REASONS.iter().map(|r| (r.to_string(), 0)).collect(),
             kiss_of_death_total: BTreeMap::new(),
@@ -206,6 +215,17 @@ pub enum NtpError {
 }
 
 impl NtpError {
+    /// The probe contract's kind of this error.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Self::Timeout(_) | Self::NoTime => ErrorKind::Timeout,
+            Self::KissOfDeath { .. } => ErrorKind::KissOfDeath,
+            Self::Unsynchronized(_) | Self::RootDistance(_) => ErrorKind::Unsynchronized,
+            Self::BadOrigin | Self::BadMode | Self::Malformed(_) => ErrorKind::Malformed,
+            Self::Resolve(_) | Self::Network(_) => ErrorKind::Unreachable,
+        }
+    }
+
     /// The stable label value for `failures_total`, one of [`FAILURE_REASONS`].
     pub fn reason(&self) -> &'static str {
         match self {
@@ -388,12 +408,13 @@ impl ServerState {
             r.sample = Some(sample);
             r.last_success = Some(SystemTime::now());
         }
-        r.error = if r.up {
-            None
+        (r.error, r.error_kind) = if r.up {
+            (None, None)
         } else {
             let last = round.failures.iter().rev().find(|f| matches!(f, NtpError::KissOfDeath { .. })).or(round.failures.last());
             let why = last.map_or_else(|| "no valid sample".to_string(), ToString::to_string);
-            Some(format!("NTP server {}: {why}", r.server))
+            let kind = if r.polling_stopped { ErrorKind::KissOfDeath } else { last.map_or(ErrorKind::Timeout, NtpError::kind) };
+            (Some(format!("NTP server {}: {why}", r.server)), Some(kind))
         };
         match (&was, r.up, &r.error) {
             ((false, _), true, _) => tracing::info!(server = %r.server, "NTP server answers"),
@@ -421,6 +442,18 @@ impl NtpProbe {
     pub fn with_sample_spacing(mut self, spacing: Duration) -> Self {
         self.settings.spacing = spacing;
         self
+    }
+
+    /// How long one round may take: name resolution and every sample each
+    /// running into the timeout, plus the spacing between samples.
+    pub fn budget(&self) -> Duration {
+        let s = &self.settings;
+        s.timeout.saturating_mul(s.samples.saturating_add(1)).saturating_add(s.spacing.saturating_mul(s.samples - 1))
+    }
+
+    /// Every server's state as of the last round, without querying any.
+    pub fn current(&self) -> NtpReport {
+        NtpReport { servers: self.servers.iter().map(|(_, s)| lock(s).report.clone()).collect() }
     }
 
     /// Queries, concurrently, every server whose poll interval has passed, and

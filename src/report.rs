@@ -6,8 +6,10 @@
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
+use crate::clock::MAX_ERROR_CAP_SECONDS;
 use crate::imds::Protocol;
 use crate::metrics::VERSION;
+use crate::probe::ErrorKind;
 use crate::probe::Snapshot;
 use crate::timefmt::{rfc3339, seconds};
 
@@ -110,7 +112,8 @@ pub struct Summary {
     pub imds_protocol_version: u8,
     /// Clock offset (local minus server) of the first server that answers.
     pub clock_offset_seconds: Option<f64>,
-    /// Kernel clock synchronised (`aws_clock_synchronized`).
+    /// Kernel clock synchronised by the `AwsClockNotSynchronising` alert's
+    /// guard: false only when `STA_UNSYNC` is set and the maximum error is at the 16 s cap.
     pub clock_synchronized: Option<bool>,
     /// SDK whose chain was evaluated (`java-v2`, `java-v1`, `python`).
     pub chain_sdk: &'static str,
@@ -170,7 +173,7 @@ pub fn build(s: &Snapshot) -> Report {
             None => 0,
         },
         clock_offset_seconds: s.ntp.report.servers.iter().filter(|r| r.up).find_map(|r| r.sample.as_ref()).map(|x| x.offset_seconds),
-        clock_synchronized: s.kernel.as_ref().ok().map(|k| k.synchronized),
+        clock_synchronized: s.kernel.value.map(|k| !k.not_synchronising()),
         chain_sdk: s.chain.sdk.as_str(),
         active_providers: s
             .chain
@@ -248,7 +251,7 @@ fn imds_checks(s: &Snapshot, out: &mut Vec<Check>) {
         .confirm(TOKEN_CMD)
         .runbook("AwsImdsV1Fallback"),
         (_, None) => match &obs.error {
-            Some(e) if e.contains("AWS_EC2_METADATA_V1_DISABLED") => Check::new("imds.token", token, Status::Fail, e.clone())
+            Some(e) if obs.error_kind == Some(ErrorKind::V1Disabled) => Check::new("imds.token", token, Status::Fail, e.clone())
                 .remedy(format!("IMDSv1 is disabled, so the token is required. If this runs in a container, raise the hop limit: {HOP_LIMIT_FIX}"))
                 .confirm(TOKEN_CMD)
                 .runbook("AwsImdsTokenTimeout"),
@@ -419,8 +422,8 @@ fn clock_checks(s: &Snapshot, out: &mut Vec<Check>) {
         };
         out.push(check);
     }
-    out.push(match &s.kernel {
-        Ok(k) if k.synchronized => Check::new(
+    out.push(match (&s.kernel.value, &s.kernel.error) {
+        (Some(k), _) if k.synchronized => Check::new(
             "clock.kernel",
             "kernel clock synchronised",
             Status::Ok,
@@ -429,19 +432,33 @@ fn clock_checks(s: &Snapshot, out: &mut Vec<Check>) {
                 k.max_error_seconds, k.estimated_error_seconds
             ),
         ),
-        Ok(k) => Check::new(
+        (Some(k), _) if !k.not_synchronising() => Check::new(
+            "clock.kernel",
+            "kernel clock synchronised",
+            Status::Ok,
+            format!(
+                "STA_UNSYNC is set, but the kernel's max error ({:.3} s) is below its {MAX_ERROR_CAP_SECONDS} s cap: a time daemon keeps the clock's error bounds current (chronyd without rtcsync leaves STA_UNSYNC set)",
+                k.max_error_seconds
+            ),
+        ),
+        (Some(k), _) => Check::new(
             "clock.kernel",
             "kernel clock synchronised",
             Status::Warn,
             format!(
-                "the kernel reports the clock unsynchronised (STA_UNSYNC; max error {:.1} s): no time daemon has disciplined it recently",
+                "the kernel reports the clock unsynchronised (STA_UNSYNC, max error {:.1} s at its {MAX_ERROR_CAP_SECONDS} s cap): no time daemon has disciplined it recently",
                 k.max_error_seconds
             ),
         )
         .remedy(CHRONY_FIX)
         .confirm("timedatectl; chronyc tracking")
         .runbook("AwsClockNotSynchronising"),
-        Err(e) => Check::new("clock.kernel", "kernel clock synchronised", Status::Skip, e.clone()),
+        (None, e) => Check::new(
+            "clock.kernel",
+            "kernel clock synchronised",
+            Status::Skip,
+            e.as_ref().map_or_else(|| "kernel clock not read".to_string(), |e| e.message.clone()),
+        ),
     });
     let ts = &s.time_sync;
     out.push(if !ts.amazon_time_sync.is_empty() {
@@ -480,7 +497,7 @@ fn chain_checks(s: &Snapshot, out: &mut Vec<Check>) {
             if t.target == crate::chain::SELF_TARGET { "this environment".to_string() } else { format!("process target {:?}", t.target) };
         let Some(o) = &t.observation else {
             let err = t.error.clone().unwrap_or_else(|| "not evaluated".into());
-            let status = if err.contains("permission") { Status::Warn } else { Status::Skip };
+            let status = if t.error_kind == Some(ErrorKind::PermissionDenied) { Status::Warn } else { Status::Skip };
             let mut c = Check::new("chain.target", format!("credential chain of {}", t.target), status, err);
             if status == Status::Warn {
                 c = c.remedy("Run the exporter as the application's user, or grant it CAP_SYS_PTRACE (systemd: AmbientCapabilities=CAP_SYS_PTRACE) to read /proc/PID/environ.");
@@ -702,6 +719,59 @@ mod tests {
             linked += 1;
         }
         assert!(linked >= 10, "{linked}");
+    }
+
+    fn snapshot_with(imds: crate::imds::ImdsObservation, kernel: Option<crate::clock::KernelClock>) -> Snapshot {
+        use crate::probe::{ImdsReport, Outcome};
+        use std::sync::Arc;
+        Snapshot {
+            taken_at: Utc::now(),
+            imds: Arc::new(Outcome { value: ImdsReport { observation: imds, stats: Default::default() }, ..Outcome::default() }),
+            ntp: Arc::default(),
+            kernel: Arc::new(Outcome { value: kernel, ..Outcome::default() }),
+            time_sync: Arc::default(),
+            chain: Arc::default(),
+            process: Arc::default(),
+        }
+    }
+
+    fn check<'a>(r: &'a Report, id: &str) -> &'a Check {
+        r.checks.iter().find(|c| c.id == id).unwrap_or_else(|| panic!("no check {id}"))
+    }
+
+    /// Regression: the bare STA_UNSYNC bit made healthy chrony hosts (no
+    /// `rtcsync`) look unsynchronised; the verdict is the alert's guard.
+    #[test]
+    fn the_kernel_clock_verdict_is_the_alerts_guard_not_the_bare_unsync_bit() {
+        let k = crate::sim::scenario::UNSYNCED_KERNEL;
+        let cases = [
+            (crate::sim::scenario::SYNCED_KERNEL, Status::Ok, Some(true)),
+            (crate::clock::KernelClock { max_error_seconds: 0.25, ..k }, Status::Ok, Some(true)),
+            (crate::clock::KernelClock { max_error_seconds: 15.9, ..k }, Status::Ok, Some(true)),
+            (crate::clock::KernelClock { max_error_seconds: 16.0, ..k }, Status::Warn, Some(false)),
+        ];
+        for (kernel, want, synchronised) in cases {
+            let r = build(&snapshot_with(Default::default(), Some(kernel)));
+            assert_eq!(check(&r, "clock.kernel").status, want, "{kernel:?}");
+            assert_eq!(r.summary.clock_synchronized, synchronised, "{kernel:?}");
+        }
+        let r = build(&snapshot_with(Default::default(), None));
+        assert_eq!(check(&r, "clock.kernel").status, Status::Skip);
+    }
+
+    /// The report decides by the error's kind: a message that merely mentions
+    /// the variable is no V1Disabled failure, and a V1Disabled one is, whatever it says.
+    #[test]
+    fn the_token_check_matches_the_error_kind_not_the_message() {
+        let obs = |kind, message: &str| crate::imds::ImdsObservation {
+            error: Some(message.into()),
+            error_kind: Some(kind),
+            ..Default::default()
+        };
+        let r = build(&snapshot_with(obs(ErrorKind::V1Disabled, "token unavailable, IMDSv1 forbidden"), None));
+        assert_eq!(check(&r, "imds.token").status, Status::Fail);
+        let r = build(&snapshot_with(obs(ErrorKind::Timeout, "timed out; see AWS_EC2_METADATA_V1_DISABLED"), None));
+        assert_eq!(check(&r, "imds.token").status, Status::Skip);
     }
 
     #[test]

@@ -241,6 +241,20 @@ pub enum ErrorReason {
 }
 
 impl ErrorReason {
+    /// Every reason, so that each target's counters exist from the start.
+    pub const ALL: [ErrorReason; 4] = [ErrorReason::PermissionDenied, ErrorReason::NotFound, ErrorReason::Malformed, ErrorReason::Io];
+
+    /// The probe contract's kind of this reason.
+    pub fn kind(self) -> crate::probe::ErrorKind {
+        use crate::probe::ErrorKind;
+        match self {
+            ErrorReason::PermissionDenied => ErrorKind::PermissionDenied,
+            ErrorReason::NotFound => ErrorKind::NotFound,
+            ErrorReason::Malformed => ErrorKind::Malformed,
+            ErrorReason::Io => ErrorKind::Io,
+        }
+    }
+
     /// Stable label value.
     pub fn as_str(self) -> &'static str {
         match self {

@@ -15,6 +15,10 @@ use super::{ChainError, ChainObservation, ErrorReason, Sdk};
 use crate::host::Host;
 use crate::imds;
 
+/// What the file and `/proc` reads of one evaluation may take; longer means
+/// a target's files hang (a FUSE or NFS mount).
+pub const READ_BUDGET: Duration = Duration::from_secs(5);
+
 /// Label of the exporter's own environment.
 pub const SELF_TARGET: &str = "self";
 
@@ -68,6 +72,8 @@ pub struct TargetReport {
     pub container_expiration: Option<DateTime<Utc>>,
     /// Why the target (or its container endpoint) could not be read.
     pub error: Option<String>,
+    /// The kind of `error`, for renderers to match on.
+    pub error_kind: Option<crate::probe::ErrorKind>,
 }
 
 /// Every target after one probe, with counters.
@@ -131,6 +137,13 @@ impl ChainProbe {
         Some(ChainRound { sdk: self.cfg.sdk, targets, errors_total })
     }
 
+    /// How long one evaluation may take: the file and `/proc` reads
+    /// ([`READ_BUDGET`]) and one container-credentials request per target.
+    pub fn budget(&self) -> Duration {
+        let targets = u32::try_from(self.cfg.processes.len() + 1).unwrap_or(u32::MAX);
+        READ_BUDGET.saturating_add(self.cfg.timeout.saturating_mul(targets))
+    }
+
     /// A round with no targets evaluated yet.
     pub fn empty_round(&self) -> ChainRound {
         ChainRound { sdk: self.cfg.sdk, targets: Vec::new(), errors_total: self.errors_total.lock().expect("chain lock").clone() }
@@ -163,8 +176,15 @@ impl ChainProbe {
     }
 
     async fn finish(&self, target: &str, pid: Option<u32>, matched: usize, result: Result<ChainObservation, ChainError>) -> TargetReport {
-        let mut report =
-            TargetReport { target: target.to_string(), pid, matched, observation: None, container_expiration: None, error: None };
+        let mut report = TargetReport {
+            target: target.to_string(),
+            pid,
+            matched,
+            observation: None,
+            container_expiration: None,
+            error: None,
+            error_kind: None,
+        };
         match result {
             Err(e) => {
                 self.count(target, e.reason);
@@ -176,6 +196,7 @@ impl ChainProbe {
                     tracing::debug!(target, pid, error = %e, "chain target unavailable");
                 }
                 report.error = Some(e.message);
+                report.error_kind = Some(e.reason.kind());
             }
             Ok(obs) => {
                 self.unreadable.lock().expect("chain lock").remove(target);
@@ -190,6 +211,7 @@ impl ChainProbe {
                             self.count(target, ErrorReason::Io);
                             tracing::debug!(target, error = %e, "container credentials endpoint unavailable");
                             report.error = Some(e.to_string());
+                            report.error_kind = Some(e.kind());
                         }
                     }
                 }

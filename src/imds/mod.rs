@@ -18,7 +18,9 @@ pub mod document;
 pub mod stats;
 
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use chrono::Utc;
 use reqwest::{Method, StatusCode};
@@ -26,6 +28,7 @@ use zeroize::Zeroizing;
 
 use crate::backoff;
 use crate::config::ImdsConfig;
+use crate::probe::ErrorKind;
 use crate::secret::Secret;
 pub use document::{CredentialInfo, DocumentError};
 pub use stats::{Endpoint, ImdsStats};
@@ -74,6 +77,8 @@ pub struct ImdsObservation {
     pub v1_fallback_reason: Option<String>,
     /// What went wrong, for logs and the report; never holds a secret.
     pub error: Option<String>,
+    /// The kind of `error`, for renderers to match on.
+    pub error_kind: Option<ErrorKind>,
     /// IMDS is switched off by `AWS_EC2_METADATA_DISABLED`.
     pub disabled: bool,
 }
@@ -160,6 +165,22 @@ pub enum ImdsError {
     Document(#[from] DocumentError),
 }
 
+impl ImdsError {
+    /// The probe contract's kind of this error.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            ImdsError::Timeout { .. } => ErrorKind::Timeout,
+            ImdsError::Connect { .. } | ImdsError::Closed { .. } => ErrorKind::Unreachable,
+            ImdsError::Status { .. } => ErrorKind::Status,
+            ImdsError::Body { .. } | ImdsError::Document(_) => ErrorKind::Malformed,
+            ImdsError::V1Disabled { .. } => ErrorKind::V1Disabled,
+        }
+    }
+}
+
+/// Requests of one probe that the budget allows for: token, role, credentials, info.
+pub const REQUESTS_PER_PROBE: u32 = 4;
+
 fn status_hint(status: u16) -> &'static str {
     match status {
         429 => ": throttled; too many concurrent IMDS calls on this instance, cache credentials and back off",
@@ -221,6 +242,14 @@ impl ImdsClient {
         Self { http, cfg, state: Mutex::new(state), stats: Arc::default() }
     }
 
+    /// How long one probe may run: [`REQUESTS_PER_PROBE`] requests, each with
+    /// every attempt running into its timeout and the largest backoff between
+    /// attempts. A probe that needs longer has an IMDS too slow to use.
+    pub fn budget(&self) -> Duration {
+        let backoffs: Duration = (0..self.cfg.attempts.saturating_sub(1)).map(backoff::ceiling).sum();
+        self.cfg.timeout.saturating_mul(self.cfg.attempts).saturating_add(backoffs).saturating_mul(REQUESTS_PER_PROBE)
+    }
+
     /// A copy of the counters.
     pub fn stats(&self) -> ImdsStats {
         self.stats.lock().expect("stats lock").clone()
@@ -232,12 +261,14 @@ impl ImdsClient {
             return ImdsObservation {
                 disabled: true,
                 error: Some("IMDS disabled by AWS_EC2_METADATA_DISABLED=true".into()),
+                error_kind: Some(ErrorKind::Disabled),
                 ..Default::default()
             };
         }
         let mut obs = ImdsObservation::default();
         if let Err(e) = self.probe_into(&mut obs).await {
             obs.error = Some(e.to_string());
+            obs.error_kind = Some(e.kind());
             // A protocol "served" the probe only if IMDS answered a GET with
             // something usable (a role listing or its absence).
             if obs.instance_profile_attached.is_none() {
@@ -446,9 +477,12 @@ impl ImdsClient {
                 req = req.header(TOKEN_HEADER, sensitive(t));
             }
             let started = Instant::now();
+            // An attempt the probe's budget ends is still counted, as `cancelled`.
+            let cut = Attempt { stats: &self.stats, endpoint, started, done: false };
             let result = tokio::time::timeout(self.cfg.timeout, read(extra(req), endpoint.as_str()))
                 .await
                 .unwrap_or(Err(ImdsError::Timeout { endpoint: endpoint.as_str(), after: self.cfg.timeout }));
+            cut.finish();
             let outcome = match &result {
                 Ok(r) => r.status.as_u16().to_string(),
                 Err(ImdsError::Timeout { .. }) => "timeout".into(),
@@ -474,6 +508,33 @@ impl ImdsClient {
             tracing::debug!(endpoint = endpoint.as_str(), attempt, attempts = self.cfg.attempts, error = %why, "IMDS request failed; retrying after a backoff");
             self.stats.lock().expect("stats lock").retries += 1;
             tokio::time::sleep(backoff::full_jitter(attempt - 1)).await;
+        }
+    }
+}
+
+/// An attempt in flight: recorded as [`stats::CANCELLED`] if dropped before
+/// [`Attempt::finish`] (the probe's budget ended it mid-request).
+struct Attempt<'a> {
+    stats: &'a Mutex<ImdsStats>,
+    endpoint: Endpoint,
+    started: Instant,
+    done: bool,
+}
+
+impl Attempt<'_> {
+    fn finish(mut self) {
+        self.done = true;
+    }
+}
+
+impl Drop for Attempt<'_> {
+    fn drop(&mut self) {
+        if !self.done {
+            self.stats.lock().unwrap_or_else(std::sync::PoisonError::into_inner).record(
+                self.endpoint,
+                stats::CANCELLED,
+                self.started.elapsed(),
+            );
         }
     }
 }

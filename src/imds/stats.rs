@@ -34,6 +34,14 @@ impl Endpoint {
     }
 }
 
+/// Fallback reasons exported from the start (at 0), so that `increase()`
+/// sees the first fallback: the statuses botocore falls back on (`utils.py`,
+/// 403/404/405) and the hop-limit timeout. Other statuses appear when they occur.
+pub const V1_FALLBACK_REASONS: [&str; 4] = ["403", "404", "405", "timeout"];
+
+/// Outcome label of an attempt that the probe's budget ended before it finished.
+pub const CANCELLED: &str = "cancelled";
+
 /// Upper bounds of the request-duration histogram, in seconds: IMDS answers
 /// in about a millisecond; timeouts (1 s by default) land in +Inf. Few
 /// buckets, because every one is a series on every instance of a fleet.
