@@ -79,6 +79,7 @@ pub async fn serve(args: ExporterArgs) -> anyhow::Result<()> {
     tracing::info!(
         version = metrics::VERSION,
         revision = metrics::REVISION,
+        branch = metrics::BRANCH,
         listen = %listener.local_addr()?,
         scheme = scheme(&exporter),
         basic_auth = exporter.web_config.as_ref().is_some_and(|w| w.current().auth().is_some()),

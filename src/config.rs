@@ -24,11 +24,14 @@ pub const IMDS_IPV6_ENDPOINT: &str = "http://[fd00:ec2::254]";
 #[derive(Debug, Parser)]
 #[command(
     name = "aws-credentials-exporter",
-    version,
+    disable_version_flag = true,
     about = "Prometheus exporter that warns before AWS SDKs fail with ExpiredToken",
     args_conflicts_with_subcommands = true
 )]
 pub struct Cli {
+    /// Print version, revision, build user and date, toolchain and platform, then exit.
+    #[arg(short = 'V', long = "version")]
+    pub version: bool,
     /// What to run; without a subcommand the exporter serves metrics.
     #[command(subcommand)]
     pub command: Option<Command>,

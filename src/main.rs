@@ -5,6 +5,10 @@ use aws_credentials_exporter::config::{Cli, Command};
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    if cli.version {
+        println!("{}", aws_credentials_exporter::metrics::VERSION_INFO);
+        return Ok(());
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     let code = runtime.block_on(async {
         match cli.command {

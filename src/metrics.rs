@@ -23,8 +23,28 @@ pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 /// Git revision the binary was built from, or `unknown`.
 pub const REVISION: &str = env!("ACE_GIT_REVISION");
+/// Git branch the binary was built from (`HEAD` when detached), or `unknown`.
+pub const BRANCH: &str = env!("ACE_GIT_BRANCH");
 /// `rustc --version` of the compiler that built the binary.
 pub const RUST_VERSION: &str = env!("ACE_RUSTC_VERSION");
+/// `--version`, in the layout of prometheus/common's `version.Print`, with the
+/// Rust toolchain where Go exporters print `go version`.
+pub const VERSION_INFO: &str = concat!(
+    "aws-credentials-exporter, version ",
+    env!("CARGO_PKG_VERSION"),
+    " (branch: ",
+    env!("ACE_GIT_BRANCH"),
+    ", revision: ",
+    env!("ACE_GIT_REVISION"),
+    ")\n  build user:       ",
+    env!("ACE_BUILD_USER"),
+    "\n  build date:       ",
+    env!("ACE_BUILD_DATE"),
+    "\n  rust version:     rustc ",
+    env!("ACE_RUSTC_VERSION"),
+    "\n  platform:         ",
+    env!("ACE_PLATFORM"),
+);
 
 /// HELP of `aws_credentials_expiration_timestamp_seconds`, fed by the IMDS and chain probes.
 const EXPIRATION_HELP: &str = "When the credentials expire (Unix time), as served by the provider. During an IMDS outage the last known value is kept: SDKs keep their cached credentials until then.";
@@ -447,8 +467,8 @@ fn clock_families(f: &mut Families, s: &Snapshot) {
 fn exporter_families(f: &mut Families, s: &Snapshot) {
     f.gauge(
         "aws_credentials_exporter_build_info",
-        "Version, git revision and compiler of this exporter. Always 1.",
-        [(vec![("version", VERSION), ("revision", REVISION), ("rustversion", RUST_VERSION)], 1.0)],
+        "Version, git revision and branch, and compiler of this exporter, as `--version` prints them. Always 1.",
+        [(vec![("version", VERSION), ("revision", REVISION), ("branch", BRANCH), ("rustversion", RUST_VERSION)], 1.0)],
     );
     let probes = s.probe_outcomes();
     f.gauge(
@@ -516,6 +536,24 @@ mod tests {
             assert!(text.contains(line), "missing {line:?} in\n{text}");
         }
         assert!(text.contains("aws_credentials_exporter_build_info{version=\""));
+    }
+
+    #[test]
+    fn build_info_matches_version_info() {
+        let text = render(&snapshot(ImdsObservation::default(), ImdsStats::default()));
+        let line = text.lines().find(|l| l.starts_with("aws_credentials_exporter_build_info{")).expect("build_info");
+        let label = |name: &str| {
+            let start = line.find(&format!("{name}=\"")).unwrap_or_else(|| panic!("no {name} in {line}")) + name.len() + 2;
+            &line[start..start + line[start..].find('"').unwrap()]
+        };
+        let first = format!(
+            "aws-credentials-exporter, version {} (branch: {}, revision: {})",
+            label("version"),
+            label("branch"),
+            label("revision")
+        );
+        assert_eq!(VERSION_INFO.lines().next(), Some(first.as_str()));
+        assert!(VERSION_INFO.contains(&format!("\n  rust version:     rustc {}\n", label("rustversion"))), "{VERSION_INFO}\n{line}");
     }
 
     #[test]

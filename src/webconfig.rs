@@ -19,9 +19,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant, SystemTime};
 
-use aws_lc_rs::{constant_time, digest, hmac};
 use base64::Engine;
 use hyper::header::{HeaderName, HeaderValue};
+use ring::{digest, hmac};
 use rustls::client::danger::HandshakeSignatureValid;
 use rustls::crypto::WebPkiSupportedAlgorithms;
 use rustls::pki_types::pem::PemObject;
@@ -30,6 +30,7 @@ use rustls::server::WebPkiClientVerifier;
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::{DigitallySignedStruct, DistinguishedName, RootCertStore, ServerConfig, SignatureScheme, SupportedProtocolVersion};
 use serde::Deserialize;
+use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
 use crate::secret::Secret;
@@ -349,7 +350,7 @@ fn build_tls(t: &RawTls, dir: &Path) -> Result<ServerConfig, Bad> {
         .map_err(|e| bad(&key_field, format!("no usable private key (PKCS#8, PKCS#1 or SEC1 PEM): {e}")))?;
 
     let ca = pem_source("tls_server_config.client_ca", set(&t.client_ca), "tls_server_config.client_ca_file", set(&t.client_ca_file), dir)?;
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = ServerConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(&versions)
         .map_err(|e| bad("tls_server_config.min_version", e.to_string()))?;
@@ -491,7 +492,7 @@ impl BasicAuth {
             out.push(User { name_digest: digest::digest(&digest::SHA256, name.as_bytes()), hash });
         }
         let decoy = decoy.map(|(_, h)| h).expect("called with at least one user");
-        let rng = aws_lc_rs::rand::SystemRandom::new();
+        let rng = ring::rand::SystemRandom::new();
         let cache_key = hmac::Key::generate(hmac::HMAC_SHA256, &rng).map_err(|_| bad("basic_auth_users", "no randomness available"))?;
         Ok(BasicAuth { users: out, decoy, cache: Mutex::new(HashSet::new()), cache_key, bcrypt: tokio::sync::Mutex::new(()) })
     }
@@ -502,7 +503,7 @@ impl BasicAuth {
         let probe = digest::digest(&digest::SHA256, user);
         let mut found = None;
         for u in &self.users {
-            if constant_time::verify_slices_are_equal(u.name_digest.as_ref(), probe.as_ref()).is_ok() {
+            if bool::from(u.name_digest.as_ref().ct_eq(probe.as_ref())) {
                 found = Some(&u.hash);
             }
         }

@@ -95,6 +95,7 @@ impl Pki {
 }
 
 fn client_trusting(ca: &Ca) -> reqwest::ClientBuilder {
+    aws_credentials_exporter::imds::install_tls_provider();
     reqwest::Client::builder()
         .no_proxy()
         .timeout(Duration::from_secs(10))

@@ -548,6 +548,7 @@ fn sensitive(secret: &Secret) -> reqwest::header::HeaderValue {
 
 /// An HTTP client for credential endpoints (IMDS, container credentials).
 pub fn http_client(connect_timeout: Duration) -> reqwest::Client {
+    install_tls_provider();
     reqwest::Client::builder()
         // Java SDKs open IMDS connections with Proxy.NO_PROXY: a proxy can
         // neither reach the link-local address nor be trusted with the token.
@@ -558,6 +559,13 @@ pub fn http_client(connect_timeout: Duration) -> reqwest::Client {
         .user_agent(concat!("aws-credentials-exporter/", env!("CARGO_PKG_VERSION")))
         .build()
         .expect("a client without TLS roots or proxies always builds")
+}
+
+/// Makes ring the process's rustls provider, which reqwest's `https` uses
+/// (`rustls-no-provider`: aws-lc-rs would add 2 MB to the binary). Idempotent.
+pub fn install_tls_provider() {
+    // Err only when a provider is already installed: then that one is used.
+    let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
 /// Reads a credential document from the container credentials endpoint (ECS

@@ -100,6 +100,7 @@ pub async fn exporter_with_any_host(imds_url: &str, flags: &[&str], host: Arc<dy
 
 /// An HTTP client that never uses a proxy.
 pub fn client() -> reqwest::Client {
+    aws_credentials_exporter::imds::install_tls_provider();
     reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(20)).build().unwrap()
 }
 
