@@ -84,9 +84,20 @@ pub async fn exporter_with_host(imds_url: &str, flags: &[&str], host: SimulatedH
 /// Starts the exporter in-process on any [`Host`].
 pub async fn exporter_with_any_host(imds_url: &str, flags: &[&str], host: Arc<dyn Host>) -> Running {
     let config = config(imds_url, flags);
+    start(&config, app::prober(&config).with_host(host)).await
+}
+
+/// Starts the exporter in-process on this machine, as `serve` would (its
+/// files under `--path.rootfs`, its processes; the environment is the test's).
+pub async fn exporter_on_this_machine(imds_url: &str, flags: &[&str]) -> Running {
+    let config = config(imds_url, flags);
+    start(&config, app::prober(&config)).await
+}
+
+async fn start(config: &Config, prober: aws_credentials_exporter::probe::Prober) -> Running {
     let listener = tokio::net::TcpListener::bind(config.listen).await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let exporter = app::exporter_with(&config, app::prober(&config).with_host(host)).expect("web config");
+    let exporter = app::exporter_with(config, prober).expect("web config");
     let (stop, stopped) = oneshot::channel::<()>();
     let e = exporter.clone();
     let task = tokio::spawn(async move {
@@ -186,7 +197,8 @@ pub fn in_netns(script: &str, env: &[(&str, &str)]) -> std::process::Output {
 }
 
 /// Shell functions for netns scripts: `wait_for URL PATTERN` polls until the
-/// page matches, `stop PID...` sends SIGTERM, waits and fails if any survives.
+/// page matches, `instance [ARGS]` starts the simulator at the link-local
+/// addresses, `stop PID...` sends SIGTERM, waits and fails if any survives.
 pub const SH_HELPERS: &str = r#"
 wait_for() {
   i=0
@@ -195,6 +207,16 @@ wait_for() {
     i=$((i+1)); sleep 0.1
   done
   echo "timed out waiting for $2 at $1" >&2; cat page.txt >&2 || true; return 1
+}
+instance() {
+  # The simulated instance at the real link-local addresses on the namespace's
+  # loopback (extra arguments go to `simulate`); $SIM is its PID.
+  ip link set lo up
+  ip addr add 169.254.169.254/32 dev lo
+  ip addr add 169.254.169.123/32 dev lo
+  "$BIN" simulate "$@" --imds.listen 169.254.169.254:80 --ntp.listen 169.254.169.123:123 > sim.log 2>&1 &
+  SIM=$!
+  i=0; until grep -q '^ntp ' sim.log || [ $i -gt 50 ]; do i=$((i+1)); sleep 0.1; done
 }
 stop() {
   for p in "$@"; do kill -TERM "$p" 2>/dev/null || true; done
