@@ -25,6 +25,7 @@ declare -A PKG=(
   [systemd-analyze]=systemd
   [wrk]=wrk
   [prometheus-node-exporter]=prometheus-node-exporter
+  [podman]=podman
 )
 
 missing=()

@@ -173,9 +173,18 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_aws-credentials-exporter");
 /// not exist, so anything honouring it would fail. Fails the test when the
 /// namespace cannot be made (root or user namespaces are required): no skip.
 pub fn in_netns(script: &str, env: &[(&str, &str)]) -> std::process::Output {
+    in_namespaces(&["-n"], script, env)
+}
+
+/// [`in_netns`] with other `unshare` flags besides `-n` (e.g. `-m`: a private
+/// mount namespace, whose mounts vanish with it).
+pub fn in_namespaces(unshare: &[&str], script: &str, env: &[(&str, &str)]) -> std::process::Output {
+    assert!(unshare.contains(&"-n"), "every namespace script gets its own network");
     let dir = tempfile::tempdir().unwrap();
     let mut cmd = std::process::Command::new("timeout");
-    cmd.args(["-k", "5", "90", "unshare", "-n", "sh", "-eu", "-c", script])
+    cmd.args(["-k", "5", "90", "unshare"])
+        .args(unshare)
+        .args(["sh", "-eu", "-c", script])
         .current_dir(dir.path())
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_else(|_| "/usr/sbin:/usr/bin:/sbin:/bin".into()))
@@ -188,12 +197,29 @@ pub fn in_netns(script: &str, env: &[(&str, &str)]) -> std::process::Output {
     let out = cmd.output().expect("run unshare");
     assert!(
         out.status.success(),
-        "netns script failed ({}):\nstdout:\n{}\nstderr:\n{}",
+        "namespace script failed ({}):\nstdout:\n{}\nstderr:\n{}",
         out.status,
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
     out
+}
+
+/// The fenced ```sh blocks of README.md that `<!-- tested-by: TEST -->` marks
+/// (on the line right before each block), in order: the deployment commands
+/// `test` runs, so README and test cannot drift. Panics when there is none.
+pub fn readme_blocks(test: &str) -> Vec<String> {
+    let readme = std::fs::read_to_string(stack::repo("README.md")).unwrap();
+    let marker = format!("<!-- tested-by: {test} -->");
+    let lines: Vec<&str> = readme.lines().collect();
+    let mut blocks = Vec::new();
+    for (i, _) in lines.iter().enumerate().filter(|(_, l)| l.trim() == marker) {
+        assert_eq!(lines.get(i + 1).map(|l| l.trim()), Some("```sh"), "README.md:{}: {marker} must precede a ```sh block", i + 1);
+        let body: Vec<&str> = lines[i + 2..].iter().take_while(|l| l.trim() != "```").copied().collect();
+        blocks.push(body.join("\n") + "\n");
+    }
+    assert!(!blocks.is_empty(), "README.md has no block marked {marker}");
+    blocks
 }
 
 /// Shell functions for netns scripts: `wait_for URL PATTERN` polls until the
