@@ -28,6 +28,7 @@ declare -A PKG=(
   [prlimit]=util-linux
   [wrk]=wrk
   [prometheus-node-exporter]=prometheus-node-exporter
+  [podman]=podman
 )
 
 missing=()

@@ -9,8 +9,9 @@ use tokio::net::TcpListener;
 
 use crate::chain::ChainProbe;
 use crate::config::{CheckArgs, Config, DemoArgs, ExporterArgs, LogLevel, OutputFormat, SimulateArgs};
+use crate::host::RealHost;
 use crate::http::shutdown_signal;
-use crate::imds::ImdsClient;
+use crate::imds::{HttpClient, ImdsClient};
 use crate::ntp::NtpProbe;
 use crate::probe::Prober;
 use crate::server::{self, Exporter};
@@ -21,15 +22,19 @@ use crate::{logging, metrics, report};
 /// Listen address of `demo` when none is given: loopback only.
 pub const DEMO_LISTEN: &str = "127.0.0.1:10169";
 
-/// The probes of a validated configuration.
+/// The probes of a validated configuration, reading the machine under `--path.rootfs`.
 pub fn prober(config: &Config) -> Prober {
+    // One client for both credential endpoints: the root store is loaded (or
+    // found missing, and said so) once.
+    let http = HttpClient::new(config.imds.timeout);
     Prober::new(
-        ImdsClient::new(config.imds.clone()),
+        ImdsClient::with_http(config.imds.clone(), http.clone()),
         config.probe_min_interval,
         NtpProbe::new(config.ntp.clone()),
         config.ntp.min_interval,
-        ChainProbe::new(config.chain.clone()),
+        ChainProbe::new(config.chain.clone(), http),
     )
+    .with_host(Arc::new(RealHost::new(config.rootfs.clone())))
 }
 
 /// Builds the exporter's shared state from a validated configuration; reads

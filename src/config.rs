@@ -103,6 +103,9 @@ pub struct ExporterArgs {
     /// Also evaluate the chain of processes matching [NAME=]REGEX (process name or command line), e.g. `java` (repeatable).
     #[arg(long = "chain.process", value_name = "[NAME=]REGEX")]
     pub chain_processes: Vec<String>,
+    /// Root of the host's file system: time daemon configuration and `/proc` are read under it, e.g. `/host` in a container with the host's root mounted there [default: /].
+    #[arg(long = "path.rootfs", value_name = "PATH")]
+    pub rootfs: Option<PathBuf>,
     /// Only log messages with the given severity or above.
     #[arg(long = "log.level", value_enum, default_value_t = LogLevel::Info)]
     pub log_level: LogLevel,
@@ -212,6 +215,8 @@ pub struct Config {
     pub ntp: NtpConfig,
     /// Credential chain probe settings.
     pub chain: ChainConfig,
+    /// `--path.rootfs`: where the host's `/` is (see [`crate::host::RealHost`]).
+    pub rootfs: PathBuf,
 }
 
 /// Validated IMDS client settings.
@@ -299,6 +304,15 @@ impl ExporterArgs {
         let web_config_file = self.web_config_file.clone().filter(|p| !p.as_os_str().is_empty());
         let imds = self.resolve_imds(env)?;
         let chain = self.resolve_chain(imds.timeout)?;
+        let rootfs = self.rootfs.clone().filter(|p| !p.as_os_str().is_empty()).unwrap_or_else(|| PathBuf::from("/"));
+        if !rootfs.is_dir() {
+            let shown = rootfs.display().to_string();
+            return Err(ConfigError::new(
+                "--path.rootfs",
+                &shown,
+                "is not a directory; mount the host's root there (read-only) or leave the flag out",
+            ));
+        }
         Ok(Config {
             listen,
             telemetry_path: self.telemetry_path.clone(),
@@ -307,6 +321,7 @@ impl ExporterArgs {
             probe_min_interval,
             ntp: self.resolve_ntp()?,
             chain,
+            rootfs,
         })
     }
 
@@ -549,6 +564,7 @@ mod tests {
             (&["--web.listen-address", "nowhere"], &[], "--web.listen-address"),
             (&["--probe.min-interval", "5 parsecs"], &[], "--probe.min-interval"),
             (&["--web.telemetry-path", "metrics"], &[], "--web.telemetry-path"),
+            (&["--path.rootfs", "/nonexistent/host"], &[], "--path.rootfs"),
         ];
         for (flags, env, name) in cases {
             let err = resolve(flags, env).expect_err(name);

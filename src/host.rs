@@ -1,6 +1,9 @@
 //! What the exporter reads from the machine it runs on (kernel clock, time
-//! daemon configuration), behind one small trait so that `demo` and the tests
-//! can substitute a simulated instance without mocking the world.
+//! daemon configuration, other processes), behind one small trait so that
+//! `demo` and the tests can substitute a simulated instance without mocking
+//! the world. This is also the one place that knows where the host's files
+//! are: under `--path.rootfs` (`/`, or `/host` in a container with the host's
+//! root mounted there).
 
 use std::path::PathBuf;
 
@@ -18,22 +21,42 @@ pub trait Host: Send + Sync {
     fn time_sync_config(&self) -> TimeSyncConfig;
     /// The exporter's own environment and home, as a credential chain sees them.
     fn own_process_env(&self) -> ProcessEnv;
-    /// Processes whose name or command line matches, lowest PID first.
-    fn find_processes(&self, pattern: &Regex) -> Vec<(u32, String)>;
+    /// Processes whose name or command line matches, lowest PID first, or
+    /// why the process table cannot be read.
+    fn find_processes(&self, pattern: &Regex) -> Result<Vec<(u32, String)>, ChainError>;
     /// Another process's environment, Java system properties and home.
     fn process_env(&self, pid: u32) -> Result<ProcessEnv, ChainError>;
 }
 
-/// This machine.
+/// This machine, its file system rooted at `root` (`--path.rootfs`).
+///
+/// Time daemon configuration is read under `root/etc` and `root/run`, other
+/// processes under `root/proc` (one rule: with the host's root mounted at
+/// `/host` together with its submounts, `/host/proc` is the host's proc file
+/// system, and the processes listed there are the host's even without the
+/// host PID namespace). A process's own files are then read through its
+/// `/proc/PID/root`. The kernel clock is the same in every container, and the
+/// exporter's own environment is its own.
 #[derive(Debug, Clone)]
 pub struct RealHost {
     /// Root of the file system to scan (`/`).
     pub root: PathBuf,
 }
 
+impl RealHost {
+    /// The machine whose root is at `root`.
+    pub fn new(root: PathBuf) -> Self {
+        Self { root }
+    }
+
+    fn proc(&self) -> PathBuf {
+        self.root.join("proc")
+    }
+}
+
 impl Default for RealHost {
     fn default() -> Self {
-        Self { root: PathBuf::from("/") }
+        Self::new(PathBuf::from("/"))
     }
 }
 
@@ -50,12 +73,12 @@ impl Host for RealHost {
         ProcessEnv::current()
     }
 
-    fn find_processes(&self, pattern: &Regex) -> Vec<(u32, String)> {
-        chain::find_processes(pattern)
+    fn find_processes(&self, pattern: &Regex) -> Result<Vec<(u32, String)>, ChainError> {
+        chain::find_processes(&self.proc(), pattern)
     }
 
     fn process_env(&self, pid: u32) -> Result<ProcessEnv, ChainError> {
-        ProcessEnv::from_pid(pid)
+        ProcessEnv::from_proc(&self.proc(), pid)
     }
 }
 
@@ -83,8 +106,8 @@ impl Host for SimulatedHost {
         self.env.clone()
     }
 
-    fn find_processes(&self, _pattern: &Regex) -> Vec<(u32, String)> {
-        Vec::new()
+    fn find_processes(&self, _pattern: &Regex) -> Result<Vec<(u32, String)>, ChainError> {
+        Ok(Vec::new())
     }
 
     fn process_env(&self, pid: u32) -> Result<ProcessEnv, ChainError> {

@@ -16,7 +16,9 @@ pub fn init(level: LogLevel, format: LogFormat) {
         LogLevel::Error => "error",
     };
     // Our crate at the chosen level; dependencies (hyper, reqwest, rustls) one notch quieter.
-    let filter = EnvFilter::new(format!("warn,aws_credentials_exporter={level}"));
+    // rustls-platform-verifier warns once per CA path it cannot read; the
+    // exporter's own warning says what a missing root store means for it.
+    let filter = EnvFilter::new(format!("warn,rustls_platform_verifier=error,aws_credentials_exporter={level}"));
     let layer = match format {
         LogFormat::Logfmt => {
             tracing_logfmt::builder().with_span_name(false).with_span_path(false).layer().with_writer(std::io::stderr).boxed()

@@ -533,6 +533,14 @@ fn chain_checks(s: &Snapshot, out: &mut Vec<Check>) {
             Check::new("chain.active", title, Status::Ok, format!("{} ({detail})", active.as_str()))
         };
         out.push(check);
+        // The chain was read but its container credentials endpoint did not answer usably.
+        if let (Some(_), Some(err)) = (&o.container, &t.error) {
+            let status = if active == Provider::Container { Status::Fail } else { Status::Warn };
+            out.push(
+                Check::new("chain.container", format!("container credentials endpoint ({})", t.target), status, err.clone())
+                    .remedy("Check the endpoint the SDK is given (AWS_CONTAINER_CREDENTIALS_RELATIVE_URI / FULL_URI): it must answer a credential document; an https endpoint needs CA certificates (/etc/ssl/certs or SSL_CERT_FILE) in the exporter's file system."),
+            );
+        }
         if o.static_session_token {
             let exp = state.and_then(|p| p.expiration);
             let (status, when) = match exp {

@@ -30,7 +30,7 @@ impl Host for RealProcesses {
     fn own_process_env(&self) -> ProcessEnv {
         self.0.own_process_env()
     }
-    fn find_processes(&self, pattern: &Regex) -> Vec<(u32, String)> {
+    fn find_processes(&self, pattern: &Regex) -> Result<Vec<(u32, String)>, ChainError> {
         RealHost::default().find_processes(pattern)
     }
     fn process_env(&self, pid: u32) -> Result<ProcessEnv, ChainError> {

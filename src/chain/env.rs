@@ -138,11 +138,6 @@ impl ProcessEnv {
         env
     }
 
-    /// Reads process `pid` from `/proc`.
-    pub fn from_pid(pid: u32) -> Result<Self, ChainError> {
-        Self::from_proc(Path::new("/proc"), pid)
-    }
-
     /// Reads process `pid` from a `/proc`-like tree at `proc_root` (tests use a fake one).
     pub fn from_proc(proc_root: &Path, pid: u32) -> Result<Self, ChainError> {
         let dir = proc_root.join(pid.to_string());
@@ -380,10 +375,23 @@ fn jvm_options(args: &[Zeroizing<String>]) -> impl Iterator<Item = &str> {
     out.into_iter()
 }
 
-/// Processes whose name (`comm`) or full command line matches `pattern`, as
-/// `(pid, comm)` sorted by pid; the exporter itself is never listed.
-pub fn find_processes(pattern: &Regex) -> Vec<(u32, String)> {
-    find_processes_in(Path::new("/proc"), pattern, std::process::id())
+/// Processes in the proc file system at `proc_root` (`/proc`, or the host's
+/// under `--path.rootfs`) whose name (`comm`) or full command line matches
+/// `pattern`, as `(pid, comm)` sorted by pid. The exporter itself is never
+/// listed: its PID there is what `proc_root/self` names, which is not
+/// [`std::process::id`] when `proc_root` belongs to another PID namespace
+/// (the host's `/proc` seen from a container).
+pub fn find_processes(proc_root: &Path, pattern: &Regex) -> Result<Vec<(u32, String)>, ChainError> {
+    let me = fs::read_link(proc_root.join("self")).ok().and_then(|p| p.to_str()?.parse::<u32>().ok()).ok_or_else(|| {
+        ChainError::new(
+            ErrorReason::Io,
+            format!(
+                "{} is not a proc file system (it has no self link): mount the host's /proc there, or the host's root with its submounts (--path.rootfs)",
+                proc_root.display()
+            ),
+        )
+    })?;
+    Ok(find_processes_in(proc_root, pattern, me))
 }
 
 /// [`find_processes`] over a `/proc`-like tree, skipping `skip_pid`.

@@ -96,16 +96,15 @@ impl Default for ChainRound {
 /// The chain probe and its counters.
 pub struct ChainProbe {
     cfg: ChainConfig,
-    http: reqwest::Client,
+    http: imds::HttpClient,
     errors_total: Mutex<BTreeMap<(String, &'static str), u64>>,
     evaluating: AtomicBool,
     unreadable: Mutex<std::collections::BTreeSet<String>>,
 }
 
 impl ChainProbe {
-    /// A probe for `cfg`.
-    pub fn new(cfg: ChainConfig) -> Self {
-        let http = imds::http_client(cfg.timeout);
+    /// A probe for `cfg`, reading container credentials through `http`.
+    pub fn new(cfg: ChainConfig, http: imds::HttpClient) -> Self {
         Self { cfg, http, errors_total: Mutex::new(BTreeMap::new()), evaluating: AtomicBool::new(false), unreadable: Mutex::default() }
     }
 
@@ -159,7 +158,13 @@ impl ChainProbe {
         let mut out =
             vec![(SELF_TARGET.to_string(), None, 1, Ok(super::evaluate(self.cfg.sdk, &host.own_process_env(), imds_has_role, now)))];
         for p in &self.cfg.processes {
-            let found = host.find_processes(&p.pattern);
+            let found = match host.find_processes(&p.pattern) {
+                Ok(found) => found,
+                Err(e) => {
+                    out.push((p.name.clone(), None, 0, Err(e)));
+                    continue;
+                }
+            };
             let Some(&(pid, _)) = found.first() else {
                 let e = ChainError::new(ErrorReason::NotFound, format!("no process matches --chain.process {:?}", p.pattern.as_str()));
                 out.push((p.name.clone(), None, 0, Err(e)));

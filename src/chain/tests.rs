@@ -913,10 +913,10 @@ fn process_target_is_read_from_proc() {
     std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.take().unwrap()), &mut line).unwrap();
     assert_eq!(line, "ready\n");
     let result = std::panic::catch_unwind(|| {
-        let found = find_processes(&regex::Regex::new(&regex::escape(&marker)).unwrap());
+        let found = find_processes(Path::new("/proc"), &regex::Regex::new(&regex::escape(&marker)).unwrap()).unwrap();
         assert_eq!(found.iter().map(|(p, _)| *p).collect::<Vec<_>>(), vec![pid], "{found:?}");
 
-        let env = ProcessEnv::from_pid(pid).expect("read own child");
+        let env = ProcessEnv::from_proc(Path::new("/proc"), pid).expect("read own child");
         assert_eq!(env.prop("aws.accessKeyId"), Some("AKIAPROCTEST1234"), "program arguments after -jar are not properties");
         assert_eq!(env.prop("aws.sessionToken"), Some("TOOLTOKEN"));
         assert_eq!(env.home.as_deref(), Some(home.as_path()));

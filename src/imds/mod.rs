@@ -136,6 +136,16 @@ pub enum ImdsError {
         /// Transport error.
         detail: String,
     },
+    /// An `https` endpoint on a machine without CA certificates to verify it.
+    #[error(
+        "IMDS {endpoint} request not sent: the endpoint is https but no CA certificates could be loaded ({detail}); install them (/etc/ssl/certs) or point SSL_CERT_FILE at a PEM bundle"
+    )]
+    NoTlsRoots {
+        /// Endpoint label.
+        endpoint: &'static str,
+        /// Why the root store is empty.
+        detail: String,
+    },
     /// A status the client cannot use.
     #[error("IMDS {endpoint} request answered HTTP {status}{hint}")]
     Status {
@@ -170,7 +180,7 @@ impl ImdsError {
     pub fn kind(&self) -> ErrorKind {
         match self {
             ImdsError::Timeout { .. } => ErrorKind::Timeout,
-            ImdsError::Connect { .. } | ImdsError::Closed { .. } => ErrorKind::Unreachable,
+            ImdsError::Connect { .. } | ImdsError::Closed { .. } | ImdsError::NoTlsRoots { .. } => ErrorKind::Unreachable,
             ImdsError::Status { .. } => ErrorKind::Status,
             ImdsError::Body { .. } | ImdsError::Document(_) => ErrorKind::Malformed,
             ImdsError::V1Disabled { .. } => ErrorKind::V1Disabled,
@@ -228,7 +238,7 @@ enum TokenOutcome {
 
 /// IMDS client; cheap to share behind an `Arc`.
 pub struct ImdsClient {
-    http: reqwest::Client,
+    http: HttpClient,
     cfg: ImdsConfig,
     state: Mutex<State>,
     stats: Arc<Mutex<ImdsStats>>,
@@ -237,7 +247,12 @@ pub struct ImdsClient {
 impl ImdsClient {
     /// Builds a client that never uses a proxy and never follows a redirect.
     pub fn new(cfg: ImdsConfig) -> Self {
-        let http = http_client(cfg.timeout);
+        let http = HttpClient::new(cfg.timeout);
+        Self::with_http(cfg, http)
+    }
+
+    /// A client sending its requests through `http` (shared with the chain probe).
+    pub fn with_http(cfg: ImdsConfig, http: HttpClient) -> Self {
         let state = State { token: None, api: ApiVersion::Unknown, role: None, info_read_at: None, instance_profile_arn: None };
         Self { http, cfg, state: Mutex::new(state), stats: Arc::default() }
     }
@@ -472,21 +487,25 @@ impl ImdsClient {
         let url = self.cfg.endpoint.join(path).expect("static paths join");
         let mut attempt = 0;
         loop {
-            let mut req = self.http.request(method.clone(), url.clone());
-            if let Some(t) = token {
-                req = req.header(TOKEN_HEADER, sensitive(t));
-            }
             let started = Instant::now();
             // An attempt the probe's budget ends is still counted, as `cancelled`.
             let cut = Attempt { stats: &self.stats, endpoint, started, done: false };
-            let result = tokio::time::timeout(self.cfg.timeout, read(extra(req), endpoint.as_str()))
-                .await
-                .unwrap_or(Err(ImdsError::Timeout { endpoint: endpoint.as_str(), after: self.cfg.timeout }));
+            let result = match self.http.request(method.clone(), url.clone(), endpoint.as_str()) {
+                Ok(mut req) => {
+                    if let Some(t) = token {
+                        req = req.header(TOKEN_HEADER, sensitive(t));
+                    }
+                    tokio::time::timeout(self.cfg.timeout, read(extra(req), endpoint.as_str()))
+                        .await
+                        .unwrap_or(Err(ImdsError::Timeout { endpoint: endpoint.as_str(), after: self.cfg.timeout }))
+                }
+                Err(e) => Err(e),
+            };
             cut.finish();
             let outcome = match &result {
                 Ok(r) => r.status.as_u16().to_string(),
                 Err(ImdsError::Timeout { .. }) => "timeout".into(),
-                Err(ImdsError::Connect { .. } | ImdsError::Closed { .. }) => "connect_error".into(),
+                Err(ImdsError::Connect { .. } | ImdsError::Closed { .. } | ImdsError::NoTlsRoots { .. }) => "connect_error".into(),
                 Err(_) => "body_error".into(),
             };
             self.stats.lock().expect("stats lock").record(endpoint, &outcome, started.elapsed());
@@ -546,19 +565,59 @@ fn sensitive(secret: &Secret) -> reqwest::header::HeaderValue {
     v
 }
 
-/// An HTTP client for credential endpoints (IMDS, container credentials).
-pub fn http_client(connect_timeout: Duration) -> reqwest::Client {
-    install_tls_provider();
-    reqwest::Client::builder()
-        // Java SDKs open IMDS connections with Proxy.NO_PROXY: a proxy can
-        // neither reach the link-local address nor be trusted with the token.
-        .no_proxy()
-        .redirect(reqwest::redirect::Policy::none())
-        .connect_timeout(connect_timeout)
-        .pool_max_idle_per_host(1)
-        .user_agent(concat!("aws-credentials-exporter/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .expect("a client without TLS roots or proxies always builds")
+/// The HTTP client of the credential endpoints (IMDS, container credentials).
+/// IMDS and the ECS/EKS container endpoints are plain HTTP and need no CA
+/// certificates; only an `https` endpoint (a custom `--imds.endpoint` or
+/// `AWS_CONTAINER_CREDENTIALS_FULL_URI`) does. So a machine without a root
+/// store (a `FROM scratch` image, a root without `/etc/ssl`) gets a client
+/// that serves plain HTTP and refuses `https` per request, with the reason.
+#[derive(Debug, Clone)]
+pub struct HttpClient {
+    client: reqwest::Client,
+    /// Why no CA certificates could be loaded, when they could not.
+    no_tls_roots: Option<String>,
+}
+
+impl HttpClient {
+    /// A client that never uses a proxy and never follows a redirect.
+    pub fn new(connect_timeout: Duration) -> Self {
+        install_tls_provider();
+        let builder = || {
+            reqwest::Client::builder()
+                // Java SDKs open IMDS connections with Proxy.NO_PROXY: a proxy can
+                // neither reach the link-local address nor be trusted with the token.
+                .no_proxy()
+                .redirect(reqwest::redirect::Policy::none())
+                .connect_timeout(connect_timeout)
+                .pool_max_idle_per_host(1)
+                .user_agent(concat!("aws-credentials-exporter/", env!("CARGO_PKG_VERSION")))
+        };
+        // The platform verifier loads the system's CA certificates (SSL_CERT_FILE,
+        // SSL_CERT_DIR, /etc/ssl/certs, ...) and fails the build when there are none.
+        match builder().build() {
+            Ok(client) => Self { client, no_tls_roots: None },
+            Err(e) => {
+                let reason = error_chain(&e);
+                tracing::warn!(
+                    error = %reason,
+                    "no CA certificates could be loaded: https credential endpoints will fail, plain-HTTP IMDS and container endpoints work"
+                );
+                // An empty root store reads nothing from the machine: the only
+                // system-dependent step of the build above is gone, so this one
+                // cannot fail the way it did.
+                let client = builder().tls_certs_only([]).build().expect("a client with an empty root store builds");
+                Self { client, no_tls_roots: Some(reason) }
+            }
+        }
+    }
+
+    /// A request to `url`, or why `https` cannot be used on this machine.
+    fn request(&self, method: Method, url: reqwest::Url, endpoint: &'static str) -> Result<reqwest::RequestBuilder, ImdsError> {
+        match &self.no_tls_roots {
+            Some(reason) if url.scheme() == "https" => Err(ImdsError::NoTlsRoots { endpoint, detail: reason.clone() }),
+            _ => Ok(self.client.request(method, url)),
+        }
+    }
 }
 
 /// Makes ring the process's rustls provider, which reqwest's `https` uses
@@ -573,12 +632,15 @@ pub fn install_tls_provider() {
 /// redirects, capped body, one timeout for the whole exchange. The document
 /// is parsed like IMDS's (botocore `ContainerMetadataFetcher`), secrets dropped.
 pub async fn fetch_container_credentials(
-    http: &reqwest::Client,
+    http: &HttpClient,
     uri: &str,
     authorization: Option<&Secret>,
     timeout: Duration,
 ) -> Result<CredentialInfo, ImdsError> {
-    let mut req = http.get(uri).header("accept", "application/json");
+    // Not the URI itself in the error: its path works like a key, and it may carry userinfo.
+    let url = reqwest::Url::parse(uri)
+        .map_err(|e| ImdsError::Connect { endpoint: "container", detail: format!("the URI is not a valid URL ({e})") })?;
+    let mut req = http.request(Method::GET, url, "container")?.header("accept", "application/json");
     if let Some(a) = authorization {
         req = req.header("authorization", sensitive(a));
     }
@@ -654,8 +716,17 @@ async fn read(req: reqwest::RequestBuilder, endpoint: &'static str) -> Result<Re
 
 /// reqwest's error chain without the URL (which is not secret, but noisy).
 fn transport_detail(e: &reqwest::Error) -> String {
-    let mut detail = if e.is_connect() { "connection failed".to_string() } else { "transport error".to_string() };
-    let mut source = std::error::Error::source(e);
+    let what = if e.is_connect() { "connection failed" } else { "transport error" };
+    match std::error::Error::source(e) {
+        Some(source) => format!("{what}: {}", error_chain(source)),
+        None => what.to_string(),
+    }
+}
+
+/// An error and its sources, `: `-separated.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut detail = e.to_string();
+    let mut source = e.source();
     while let Some(s) = source {
         detail = format!("{detail}: {s}");
         source = s.source();

@@ -84,9 +84,20 @@ pub async fn exporter_with_host(imds_url: &str, flags: &[&str], host: SimulatedH
 /// Starts the exporter in-process on any [`Host`].
 pub async fn exporter_with_any_host(imds_url: &str, flags: &[&str], host: Arc<dyn Host>) -> Running {
     let config = config(imds_url, flags);
+    start(&config, app::prober(&config).with_host(host)).await
+}
+
+/// Starts the exporter in-process on this machine, as `serve` would (its
+/// files under `--path.rootfs`, its processes; the environment is the test's).
+pub async fn exporter_on_this_machine(imds_url: &str, flags: &[&str]) -> Running {
+    let config = config(imds_url, flags);
+    start(&config, app::prober(&config)).await
+}
+
+async fn start(config: &Config, prober: aws_credentials_exporter::probe::Prober) -> Running {
     let listener = tokio::net::TcpListener::bind(config.listen).await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let exporter = app::exporter_with(&config, app::prober(&config).with_host(host)).expect("web config");
+    let exporter = app::exporter_with(config, prober).expect("web config");
     let (stop, stopped) = oneshot::channel::<()>();
     let e = exporter.clone();
     let task = tokio::spawn(async move {
@@ -163,9 +174,18 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_aws-credentials-exporter");
 /// not exist, so anything honouring it would fail. Fails the test when the
 /// namespace cannot be made (root or user namespaces are required): no skip.
 pub fn in_netns(script: &str, env: &[(&str, &str)]) -> std::process::Output {
+    in_namespaces(&["-n"], script, env)
+}
+
+/// [`in_netns`] with other `unshare` flags besides `-n` (e.g. `-m`: a private
+/// mount namespace, whose mounts vanish with it).
+pub fn in_namespaces(unshare: &[&str], script: &str, env: &[(&str, &str)]) -> std::process::Output {
+    assert!(unshare.contains(&"-n"), "every namespace script gets its own network");
     let dir = tempfile::tempdir().unwrap();
     let mut cmd = std::process::Command::new("timeout");
-    cmd.args(["-k", "5", "90", "unshare", "-n", "sh", "-eu", "-c", script])
+    cmd.args(["-k", "5", "90", "unshare"])
+        .args(unshare)
+        .args(["sh", "-eu", "-c", script])
         .current_dir(dir.path())
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_else(|_| "/usr/sbin:/usr/bin:/sbin:/bin".into()))
@@ -192,8 +212,26 @@ pub fn succeed(cmd: &mut std::process::Command) -> std::process::Output {
     out
 }
 
+/// The fenced ```sh blocks of README.md that `<!-- tested-by: TEST -->` marks
+/// (on the line right before each block), in order: the deployment commands
+/// `test` runs, so README and test cannot drift. Panics when there is none.
+pub fn readme_blocks(test: &str) -> Vec<String> {
+    let readme = std::fs::read_to_string(stack::repo("README.md")).unwrap();
+    let marker = format!("<!-- tested-by: {test} -->");
+    let lines: Vec<&str> = readme.lines().collect();
+    let mut blocks = Vec::new();
+    for (i, _) in lines.iter().enumerate().filter(|(_, l)| l.trim() == marker) {
+        assert_eq!(lines.get(i + 1).map(|l| l.trim()), Some("```sh"), "README.md:{}: {marker} must precede a ```sh block", i + 1);
+        let body: Vec<&str> = lines[i + 2..].iter().take_while(|l| l.trim() != "```").copied().collect();
+        blocks.push(body.join("\n") + "\n");
+    }
+    assert!(!blocks.is_empty(), "README.md has no block marked {marker}");
+    blocks
+}
+
 /// Shell functions for netns scripts: `wait_for URL PATTERN` polls until the
-/// page matches, `stop PID...` sends SIGTERM, waits and fails if any survives.
+/// page matches, `instance [ARGS]` starts the simulator at the link-local
+/// addresses, `stop PID...` sends SIGTERM, waits and fails if any survives.
 pub const SH_HELPERS: &str = r#"
 wait_for() {
   i=0
@@ -202,6 +240,16 @@ wait_for() {
     i=$((i+1)); sleep 0.1
   done
   echo "timed out waiting for $2 at $1" >&2; cat page.txt >&2 || true; return 1
+}
+instance() {
+  # The simulated instance at the real link-local addresses on the namespace's
+  # loopback (extra arguments go to `simulate`); $SIM is its PID.
+  ip link set lo up
+  ip addr add 169.254.169.254/32 dev lo
+  ip addr add 169.254.169.123/32 dev lo
+  "$BIN" simulate "$@" --imds.listen 169.254.169.254:80 --ntp.listen 169.254.169.123:123 > sim.log 2>&1 &
+  SIM=$!
+  i=0; until grep -q '^ntp ' sim.log || [ $i -gt 50 ]; do i=$((i+1)); sleep 0.1; done
 }
 stop() {
   for p in "$@"; do kill -TERM "$p" 2>/dev/null || true; done
