@@ -23,7 +23,6 @@ use std::sync::OnceLock;
 /// `recursiveReadOnly` on volume mounts; 1.37 is the newest kubernetes-validate 1.37.0 ships.
 const KUBERNETES_VERSIONS: [&str; 2] = ["1.30.0", "1.37.0"];
 const NAMESPACE: &str = "monitoring";
-const README_MARKER: &str = "<!-- tested-by: tests/kubernetes.rs -->";
 
 fn tools_dir() -> PathBuf {
     match std::env::var_os("AWS_CREDENTIALS_EXPORTER_TOOLS") {
@@ -39,12 +38,11 @@ fn tool(rel: &str) -> PathBuf {
     path
 }
 
-/// The fenced ```sh block right after the marker in README.md.
+/// The one ```sh block of README.md marked as run by this file.
 fn readme_block() -> String {
-    let readme = std::fs::read_to_string(repo("README.md")).unwrap();
-    let after = readme.split_once(README_MARKER).expect("README.md has the kustomize block marker").1;
-    let body = after.trim_start().strip_prefix("```sh\n").expect("a ```sh block follows the marker");
-    body.split_once("\n```").expect("the block is closed").0.to_string()
+    let blocks = common::readme_blocks("tests/kubernetes.rs");
+    assert_eq!(blocks.len(), 1, "one kustomize block: {blocks:?}");
+    blocks.into_iter().next().unwrap()
 }
 
 /// The three files the README's block writes, parsed.

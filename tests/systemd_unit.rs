@@ -22,7 +22,8 @@ use std::time::{Duration, Instant};
 
 use common::Metrics;
 
-const MARKER: &str = "<!-- tested-by: tests/systemd_unit.rs -->";
+/// This file, as README.md's `<!-- tested-by: ... -->` markers name it.
+const TEST: &str = "tests/systemd_unit.rs";
 /// How long the exporter is scraped under systemd: at least a minute.
 const SCRAPE_FOR: Duration = Duration::from_secs(60);
 /// The pinned cargo-deb (scripts/test.sh installs it; README names it).
@@ -41,25 +42,10 @@ ExecStartPre=/usr/sbin/ip addr replace 169.254.169.123/32 dev lo
 ExecStart=/srv/bin/aws-credentials-exporter simulate --imds.listen 169.254.169.254:80 --ntp.listen 169.254.169.123:123
 ";
 
-/// The fenced `sh` blocks that follow the tested-by marker in README.md.
-fn readme_blocks() -> Vec<String> {
-    let readme = std::fs::read_to_string(common::stack::repo("README.md")).unwrap();
-    let mut blocks = Vec::new();
-    let mut rest = readme.as_str();
-    while let Some(at) = rest.find(MARKER) {
-        rest = &rest[at + MARKER.len()..];
-        let body = rest.trim_start().strip_prefix("```sh\n").unwrap_or_else(|| panic!("no ```sh block after {MARKER}"));
-        let end = body.find("\n```").expect("closed block");
-        blocks.push(body[..end].to_string());
-        rest = &body[end..];
-    }
-    blocks
-}
-
 /// The one README block for which `pick` holds.
 fn readme_block(what: &str, pick: impl Fn(&str) -> bool) -> String {
-    let found: Vec<String> = readme_blocks().into_iter().filter(|b| pick(b)).collect();
-    assert_eq!(found.len(), 1, "exactly one README block for {what} after {MARKER}: {found:?}");
+    let found: Vec<String> = common::readme_blocks(TEST).into_iter().filter(|b| pick(b)).collect();
+    assert_eq!(found.len(), 1, "exactly one README block for {what} marked {TEST}: {found:?}");
     found.into_iter().next().unwrap()
 }
 
