@@ -45,7 +45,7 @@ fn every_deployment_command_is_run_by_a_test() {
         let body = &readme[start + heading.len()..];
         let body = &body[..body.find("\n## ").unwrap_or(body.len())];
         let lines: Vec<&str> = body.lines().collect();
-        for (i, line) in lines.iter().enumerate().filter(|(_, l)| l.trim() == "```sh") {
+        for (i, _) in lines.iter().enumerate().filter(|(_, l)| l.trim() == "```sh") {
             let marker = i.checked_sub(1).map(|j| lines[j].trim()).unwrap_or("");
             if let Some(reason) = marker.strip_prefix("<!-- not-run: ").and_then(|m| m.strip_suffix(" -->")) {
                 assert!(!reason.trim().is_empty(), "{heading}: a not-run block says why");
