@@ -23,6 +23,9 @@ declare -A PKG=(
   [prometheus-alertmanager]=prometheus-alertmanager
   [chromium]=chromium
   [systemd-analyze]=systemd
+  [systemd-nspawn]=systemd-container
+  [nsenter]=util-linux
+  [prlimit]=util-linux
   [wrk]=wrk
   [prometheus-node-exporter]=prometheus-node-exporter
 )
@@ -44,6 +47,7 @@ if [ "${#missing[@]}" -gt 0 ]; then
     printf '#!/bin/sh\nexit 101\n' | $SUDO tee "$policy" >/dev/null
     $SUDO chmod +x "$policy"
     trap '$SUDO rm -f "$policy"' EXIT
+    created_policy=1
   fi
   # Sorted and de-duplicated: one package may provide two commands.
   mapfile -t missing < <(printf '%s\n' "${missing[@]}" | sort -u)
@@ -56,6 +60,8 @@ if [ "${#missing[@]}" -gt 0 ]; then
       fi
     done
   fi
+  # Not kept for the tests: a booted container (tests/systemd_unit.rs) shares /usr.
+  if [ "${created_policy:-0}" = 1 ]; then $SUDO rm -f "$policy"; fi
 fi
 
 # botocore (PyPI): the reference peer of tests/botocore_parity.rs.
@@ -65,6 +71,39 @@ if ! python3 -c 'import botocore' >/dev/null 2>&1; then
   python3 -m pip install --quiet 'botocore>=1.34' ||
     python3 -m pip install --quiet --break-system-packages 'botocore>=1.34'
   python3 -c 'import botocore'
+fi
+
+# Kubernetes manifest checkers (tests/kubernetes.rs), pinned and cached in
+# $TOOLS between runs; the test looks for them there.
+TOOLS="${AWS_CREDENTIALS_EXPORTER_TOOLS:-$HOME/.cache/aws-credentials-exporter}"
+export AWS_CREDENTIALS_EXPORTER_TOOLS="$TOOLS"
+# kustomize from the Go module proxy: v5.8.2 is the newest whose go.mod accepts Go 1.26 (v5.8.3 needs 1.27).
+KUSTOMIZE_VERSION=v5.8.2
+if [ "$("$TOOLS/bin/kustomize" version 2>/dev/null)" != "$KUSTOMIZE_VERSION" ]; then
+  echo "installing: kustomize $KUSTOMIZE_VERSION (Go module proxy)"
+  GOBIN="$TOOLS/bin" go install "sigs.k8s.io/kustomize/kustomize/v5@$KUSTOMIZE_VERSION"
+fi
+# kubernetes-validate (PyPI), in a venv of its own: it ships the API schemas up to Kubernetes 1.37.
+KUBERNETES_VALIDATE_VERSION=1.37.0
+if [ "$("$TOOLS/kubernetes-validate/bin/kubernetes-validate" --version 2>/dev/null)" != "$KUBERNETES_VALIDATE_VERSION" ]; then
+  echo "installing: kubernetes-validate $KUBERNETES_VALIDATE_VERSION (PyPI)"
+  rm -rf "$TOOLS/kubernetes-validate"
+  python3 -m venv "$TOOLS/kubernetes-validate"
+  "$TOOLS/kubernetes-validate/bin/pip" install --quiet "kubernetes-validate==$KUBERNETES_VALIDATE_VERSION"
+fi
+# prometheus-operator schemas (npm), from the committed lock file; reinstalled when it changes.
+if ! cmp -s tests/kubernetes/package-lock.json tests/kubernetes/node_modules/.installed-package-lock.json; then
+  echo "installing: tests/kubernetes npm packages (npm ci)"
+  npm --prefix tests/kubernetes ci --no-audit --no-fund --silent
+  cp tests/kubernetes/package-lock.json tests/kubernetes/node_modules/.installed-package-lock.json
+fi
+
+# cargo-deb (crates.io), pinned: tests/systemd_unit.rs builds the Debian package
+# with it. Installed once per machine (cargo's bin dir), again only on a version change.
+CARGO_DEB_VERSION=3.8.0
+if [ "$(cargo deb --version 2>/dev/null)" != "cargo-deb $CARGO_DEB_VERSION" ]; then
+  echo "installing: cargo-deb $CARGO_DEB_VERSION (crates.io)"
+  cargo install --quiet --locked cargo-deb --version "$CARGO_DEB_VERSION"
 fi
 
 export RUST_BACKTRACE="${RUST_BACKTRACE:-0}"

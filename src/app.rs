@@ -54,6 +54,21 @@ fn scheme(exporter: &Exporter) -> &'static str {
     if exporter.web_config.as_ref().is_some_and(|w| w.tls_enabled()) { "https" } else { "http" }
 }
 
+/// Raises the soft open-file limit to the hard limit, as the Go runtime does
+/// for every Go exporter: each scrape connection is a descriptor, and the
+/// soft limit systemd and most shells give (1,024) is low for a server.
+/// Start-up never fails here: on error the limit stays as it was, with a
+/// warning. Returns the soft limit now in force, when it can be read.
+pub fn raise_open_file_limit() -> Option<u64> {
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => Some(limit),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot raise the open-file limit (RLIMIT_NOFILE); keeping the current one");
+            rlimit::Resource::NOFILE.get().ok().map(|(soft, _)| soft)
+        }
+    }
+}
+
 async fn bind(config: &Config) -> anyhow::Result<TcpListener> {
     TcpListener::bind(config.listen).await.with_context(|| format!("cannot listen on {} (--web.listen-address)", config.listen))
 }
@@ -61,6 +76,7 @@ async fn bind(config: &Config) -> anyhow::Result<TcpListener> {
 /// `serve`: the exporter, configured from flags and the process environment.
 pub async fn serve(args: ExporterArgs) -> anyhow::Result<()> {
     logging::init(args.log_level, args.log_format);
+    let open_files_limit = raise_open_file_limit();
     let config = args.resolve(&|k| std::env::var(k).ok())?;
     // Before listening: an invalid web config must not leave an open port behind.
     let exporter = exporter(&config)?;
@@ -73,6 +89,7 @@ pub async fn serve(args: ExporterArgs) -> anyhow::Result<()> {
         basic_auth = exporter.web_config.as_ref().is_some_and(|w| w.current().auth().is_some()),
         imds = %config.imds.endpoint,
         imds_disabled = config.imds.disabled,
+        open_files_limit,
         "aws-credentials-exporter started"
     );
     server::run(listener, exporter, shutdown_signal()).await;
@@ -114,6 +131,7 @@ pub async fn check(args: CheckArgs) -> anyhow::Result<i32> {
 pub async fn demo(args: DemoArgs) -> anyhow::Result<i32> {
     let level = if args.check { check_log_level(args.exporter.log_level) } else { args.exporter.log_level };
     logging::init(level, args.exporter.log_format);
+    raise_open_file_limit();
     let scenario = sim::scenario::by_name(&args.scenario).map_err(anyhow::Error::msg)?;
     let simulator = Simulator::start(scenario.imds.clone(), scenario.ntp.clone(), sim::Listen::default())
         .await

@@ -15,19 +15,7 @@ const RUNBOOK_URL: &str = "https://github.com/aws-credentials-exporter/aws-crede
 const AM_EXAMPLE: &str = "alerts/alertmanager.example.yml";
 
 fn run(program: &str, args: &[&str]) -> Output {
-    let out = Command::new(program)
-        .args(args)
-        .current_dir(repo(""))
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {program} (scripts/test.sh installs it): {e}"));
-    assert!(
-        out.status.success(),
-        "{program} {args:?} failed ({}):\n{}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
+    common::succeed(Command::new(program).args(args).current_dir(repo("")))
 }
 
 /// One alerting rule, read from the rule file (its layout is ours: one key per line).
@@ -328,16 +316,16 @@ async fn alertmanager_example_inhibits_warnings_and_throttling() {
     assert_none_left(tmp.path());
 }
 
-/// deploy/kubernetes/prometheusrule.yaml is generated from alerts/: regenerate
+/// deploy/kubernetes/base/prometheusrule.yaml is generated from alerts/: regenerate
 /// and compare, then let promtool check the rules inside it.
 #[test]
 fn prometheusrule_is_in_sync_with_alerts() {
     let tmp = tempfile::tempdir().unwrap();
     let generated = tmp.path().join("prometheusrule.yaml");
     run("sh", &["scripts/gen-prometheusrule.sh", generated.to_str().unwrap()]);
-    let shipped = std::fs::read_to_string(repo("deploy/kubernetes/prometheusrule.yaml")).unwrap();
+    let shipped = std::fs::read_to_string(repo("deploy/kubernetes/base/prometheusrule.yaml")).unwrap();
     let fresh = std::fs::read_to_string(&generated).unwrap();
-    assert!(fresh == shipped, "deploy/kubernetes/prometheusrule.yaml is stale: run scripts/gen-prometheusrule.sh");
+    assert!(fresh == shipped, "deploy/kubernetes/base/prometheusrule.yaml is stale: run scripts/gen-prometheusrule.sh");
     assert!(shipped.contains("kind: PrometheusRule") && shipped.contains("apiVersion: monitoring.coreos.com/v1"));
     // spec: un-indented is a rule file again.
     let spec: String =
@@ -352,22 +340,4 @@ fn prometheusrule_is_in_sync_with_alerts() {
 #[test]
 fn scrape_config_example_passes_promtool() {
     run("promtool", &["check", "config", "deploy/prometheus/scrape-config.yml"]);
-}
-
-/// The Kubernetes manifests reference each other consistently, and the
-/// DaemonSet runs on the host network (the IMDSv2 hop limit; see the comment there).
-#[test]
-fn kubernetes_manifests_are_consistent() {
-    let read = |f: &str| std::fs::read_to_string(repo(&format!("deploy/kubernetes/{f}"))).unwrap();
-    let ds = read("daemonset.yaml");
-    assert!(ds.contains("kind: DaemonSet") && ds.contains("hostNetwork: true") && ds.contains("hop limit"));
-    assert!(ds.contains("readOnlyRootFilesystem: true") && ds.contains("drop: [ALL]"));
-    let svc = read("service.yaml");
-    assert!(svc.contains("kind: Service") && svc.contains("name: aws-credentials-exporter") && svc.contains("name: metrics"));
-    let sm = read("servicemonitor.yaml");
-    assert!(sm.contains("kind: ServiceMonitor") && sm.contains("port: metrics"));
-    let kustomization = read("kustomization.yaml");
-    for f in ["daemonset.yaml", "service.yaml", "servicemonitor.yaml", "prometheusrule.yaml"] {
-        assert!(kustomization.contains(f), "kustomization.yaml lists {f}");
-    }
 }

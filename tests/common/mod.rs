@@ -185,10 +185,16 @@ pub fn in_netns(script: &str, env: &[(&str, &str)]) -> std::process::Output {
     for (k, v) in env {
         cmd.env(k, v);
     }
-    let out = cmd.output().expect("run unshare");
+    succeed(&mut cmd)
+}
+
+/// Runs `cmd` to completion and fails the test, with its output, unless it
+/// succeeds; a program that cannot start is a tool scripts/test.sh installs.
+pub fn succeed(cmd: &mut std::process::Command) -> std::process::Output {
+    let out = cmd.output().unwrap_or_else(|e| panic!("cannot run {cmd:?} (scripts/test.sh installs it): {e}"));
     assert!(
         out.status.success(),
-        "netns script failed ({}):\nstdout:\n{}\nstderr:\n{}",
+        "{cmd:?} failed ({}):\nstdout:\n{}\nstderr:\n{}",
         out.status,
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
