@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use aws_credentials_exporter::chain::ProcessEnv;
-use aws_credentials_exporter::chain::profile::SHOWN_KEYS;
+use aws_credentials_exporter::chain::profile::{MAX_ENTRIES, SHOWN_KEYS};
 use aws_credentials_exporter::sim::{ImdsSpec, NtpSpec, scenario};
 use aws_credentials_exporter::{app, metrics, report};
 use common::BIN;
@@ -258,3 +258,208 @@ async fn the_reported_files_show_no_secret_in_check_or_on_the_pages() {
     }
     sim.stop().await;
 }
+
+// ---------------------------------------------------------------------------
+// Bounded reads: FIFOs, devices and oversized files.
+
+fn mkfifo(path: &Path) {
+    assert!(Command::new("mkfifo").arg(path).status().expect("mkfifo").success());
+}
+
+/// Runs `demo` with `args`; it must exit (not hang) within 10 s. Exit status and stderr.
+fn demo_exits(args: &[&str]) -> (std::process::ExitStatus, String) {
+    let mut child = Command::new(BIN)
+        .args(["demo", "--web.listen-address", "127.0.0.1:0"])
+        .args(args)
+        .env_clear()
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let until = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > until {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            panic!("demo {args:?} still running after 10 s");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    (status, err)
+}
+
+/// A web config (or a certificate it names) that is a FIFO, `/dev/zero` or
+/// larger than the cap stops start-up at once with the file and the reason;
+/// before, a FIFO hung start-up without a word and `/dev/zero` grew to 1.45 GB.
+#[test]
+fn a_web_config_that_is_a_fifo_a_device_or_huge_stops_start_up_with_the_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("web.yml");
+    mkfifo(&fifo);
+    let huge = dir.path().join("huge.yml");
+    std::fs::write(&huge, "#".repeat(2 << 20)).unwrap();
+    let cert_fifo = dir.path().join("cert.yml");
+    let pem = dir.path().join("server.pem");
+    mkfifo(&pem);
+    std::fs::write(&cert_fifo, "tls_server_config:\n  cert_file: server.pem\n  key_file: server.pem\n").unwrap();
+    for (file, reason) in [
+        (fifo.as_path(), "a FIFO, not a regular file"),
+        (Path::new("/dev/zero"), "a character device, not a regular file"),
+        (huge.as_path(), "larger than 1048576 bytes"),
+        (cert_fifo.as_path(), "a FIFO, not a regular file"),
+    ] {
+        let started = Instant::now();
+        let (status, err) = demo_exits(&["--web.config.file", file.to_str().unwrap()]);
+        assert!(!status.success(), "{}: {err}", file.display());
+        assert!(err.contains(file.to_str().unwrap()) && err.contains(reason), "{}: {err}", file.display());
+        assert!(started.elapsed() < Duration::from_secs(5), "{}: {:?}", file.display(), started.elapsed());
+    }
+}
+
+/// The web config file turning into a FIFO, or growing beyond the cap, at run
+/// time: the reload fails (metric 0), the last valid configuration stays in
+/// force, reloads go on, and the exporter still stops when asked. Before, the
+/// FIFO wedged the request that re-read it, every later reload and shutdown.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_web_config_turning_into_a_fifo_or_growing_keeps_the_last_valid_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("web.yml");
+    let users = |password: &str| format!("basic_auth_users:\n  prometheus: '{}'\n", bcrypt::hash(password, 4).unwrap());
+    let replace = |content: Option<String>| {
+        let tmp = dir.path().join("next");
+        match content {
+            Some(text) => std::fs::write(&tmp, text).unwrap(),
+            None => mkfifo(&tmp),
+        }
+        std::fs::rename(&tmp, &path).unwrap();
+    };
+    replace(Some(users("one")));
+    let sim = common::sim(ImdsSpec::default()).await;
+    let r = common::exporter_on(&sim, &["--web.config.file", path.to_str().unwrap()]).await;
+    let c = reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(5)).build().unwrap();
+    let url = r.url("/metrics");
+    let get = |password: &'static str| {
+        let (c, url) = (c.clone(), url.clone());
+        async move {
+            let resp = c.get(&url).basic_auth("prometheus", Some(password)).send().await.expect("the exporter answers");
+            let status = resp.status().as_u16();
+            let text = resp.text().await.unwrap();
+            let reload =
+                (status == 200).then(|| common::Metrics::parse(&text).get("aws_credentials_exporter_web_config_last_reload_successful"));
+            (status, reload)
+        }
+    };
+    let eventually = |password: &'static str, want: (u16, Option<f64>)| async move {
+        let until = Instant::now() + Duration::from_secs(10);
+        loop {
+            let got = get(password).await;
+            if got == want {
+                return;
+            }
+            assert!(Instant::now() < until, "wanted {want:?} with {password:?}, got {got:?}");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    };
+    eventually("one", (200, Some(1.0))).await;
+    replace(None);
+    eventually("one", (200, Some(0.0))).await;
+    assert_eq!(get("two").await.0, 401, "the last valid configuration stays in force");
+    replace(Some(users("two")));
+    eventually("two", (200, Some(1.0))).await;
+    replace(Some(format!("{}{}", users("three"), "#".repeat(2 << 20))));
+    eventually("two", (200, Some(0.0))).await;
+    assert_eq!(get("three").await.0, 401, "an oversized file is not read in part");
+    tokio::time::timeout(Duration::from_secs(10), r.stop()).await.expect("the exporter stops");
+    sim.stop().await;
+}
+
+/// Counts the bytes this thread has allocated, and their peak, so a test
+/// can measure one computation while the other tests run on their threads.
+mod counting {
+    use std::alloc::{GlobalAlloc, Layout, System};
+    use std::cell::Cell;
+
+    thread_local! {
+        static CURRENT: Cell<usize> = const { Cell::new(0) };
+        static PEAK: Cell<usize> = const { Cell::new(0) };
+    }
+
+    pub struct Counting;
+
+    fn add(n: usize) {
+        // `try_with`: the allocator also runs while thread-locals are torn down.
+        let _ = CURRENT.try_with(|c| {
+            c.set(c.get() + n);
+            let _ = PEAK.try_with(|p| p.set(p.get().max(c.get())));
+        });
+    }
+
+    fn sub(n: usize) {
+        let _ = CURRENT.try_with(|c| c.set(c.get().saturating_sub(n)));
+    }
+
+    // SAFETY: every call is forwarded unchanged to the system allocator; the
+    // bookkeeping touches only const-initialised thread-local cells, which never allocate.
+    #[allow(unsafe_code)]
+    unsafe impl GlobalAlloc for Counting {
+        unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+            add(layout.size());
+            unsafe { System.alloc(layout) }
+        }
+        unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+            sub(layout.size());
+            unsafe { System.dealloc(ptr, layout) }
+        }
+        unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+            add(new_size);
+            sub(layout.size());
+            unsafe { System.realloc(ptr, layout, new_size) }
+        }
+    }
+
+    /// Peak bytes allocated on this thread above what it held before, while `f` ran.
+    pub fn peak_of<T>(f: impl FnOnce() -> T) -> (T, usize) {
+        let base = CURRENT.with(Cell::get);
+        PEAK.with(|p| p.set(base));
+        let out = f();
+        (out, PEAK.with(Cell::get) - base)
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: counting::Counting = counting::Counting;
+
+/// Profile files under the cap cost at most 16 MiB to evaluate, however they
+/// are shaped; 100,000 empty sections in 1 MiB peaked at 88 MiB before.
+#[test]
+fn profile_parsing_memory_is_bounded_for_any_file_under_the_cap() {
+    let shapes: Vec<(&str, String)> = vec![
+        ("100,000 empty sections", (0..100_000).map(|i| format!("[p{i}]\n")).collect()),
+        ("the most sections read", (0..MAX_ENTRIES).map(|i| format!("[p{i}]\n")).collect()),
+        ("the most keys read", format!("[profile case]\n{}", (1..MAX_ENTRIES).map(|i| format!("k{i}=\n")).collect::<String>())),
+        ("empty profile sections", (0..60_000).map(|i| format!("[profile {i}]\n")).collect()),
+        ("one key per section", (0..50_000).map(|i| format!("[{i}]\nk=v\n")).collect()),
+        ("keys in one section", format!("[profile case]\n{}", (0..100_000).map(|i| format!("k{i}=\n")).collect::<String>())),
+        ("one long continued value", format!("[profile case]\nregion = a\n{}", "  x\n".repeat(250_000))),
+    ];
+    for (name, text) in shapes {
+        assert!(text.len() as u64 <= aws_credentials_exporter::fsread::MAX_CONFIG_FILE, "{name}: {} bytes", text.len());
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(tmp.path().join(".aws")).unwrap();
+        std::fs::write(tmp.path().join(".aws/config"), &text).unwrap();
+        std::fs::write(tmp.path().join(".aws/credentials"), &text).unwrap();
+        let env = env_with_home(tmp.path());
+        for sdk in aws_credentials_exporter::chain::Sdk::ALL {
+            let started = Instant::now();
+            let (obs, peak) = counting::peak_of(|| aws_credentials_exporter::chain::evaluate(sdk, &env, Some(true), chrono::Utc::now()));
+            eprintln!("{name}, {}: peak {:.1} MiB in {:?}", sdk.as_str(), peak as f64 / (1 << 20) as f64, started.elapsed());
+            assert!(peak <= 16 << 20, "{name}, {}: peak {peak} bytes; {:?}", sdk.as_str(), obs.active);
+        }
+    }
+}
+

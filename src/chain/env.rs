@@ -15,6 +15,7 @@ use regex::Regex;
 use zeroize::Zeroizing;
 
 use super::{ChainError, ErrorReason};
+use crate::fsread::{self, MAX_CONFIG_FILE, MAX_PROC_FILE};
 use crate::secret::Secret;
 
 /// A value read from an environment, a command line or a profile file; secrets print as `***`.
@@ -133,7 +134,7 @@ impl ProcessEnv {
             }
         }
         env.apply_java_options(&java_options, &[]);
-        let uid = fs::read_to_string("/proc/self/status").ok().as_deref().and_then(parse_uid);
+        let uid = fsread::read_to_string(Path::new("/proc/self/status"), MAX_CONFIG_FILE).ok().as_deref().and_then(|s| parse_uid(s));
         env.resolve_user(uid);
         env
     }
@@ -230,7 +231,7 @@ impl ProcessEnv {
     fn resolve_user(&mut self, uid: Option<u32>) {
         if let Some(uid) = uid {
             // Capped, regular files only: a target's /etc/passwd may be a FIFO or a link to /dev/zero.
-            let passwd = read_capped(&self.host_path(Path::new("/etc/passwd")), MAX_CONFIG_FILE).map(|b| utf8(&b)).unwrap_or_default();
+            let passwd = fsread::read(&self.host_path(Path::new("/etc/passwd")), MAX_CONFIG_FILE).map(|b| utf8(&b)).unwrap_or_default();
             if let Some((name, home)) = passwd_entry(&passwd, uid) {
                 self.user = Some(name);
                 self.passwd_home = Some(home);
@@ -240,28 +241,6 @@ impl ProcessEnv {
     }
 }
 
-/// Largest `/proc/PID/environ` or `cmdline` read (the kernel caps both near `ARG_MAX`).
-const MAX_PROC_FILE: u64 = 8 << 20;
-/// Largest profile, token or boto file read; real ones are a few KiB.
-pub const MAX_CONFIG_FILE: u64 = 1 << 20;
-
-/// Reads a regular file of at most `cap` bytes into memory that is zeroed when
-/// dropped. Anything else (a FIFO, `/dev/zero`, a directory) is refused without
-/// opening it, so a misconfigured path can neither block nor exhaust the exporter.
-pub fn read_capped(path: &Path, cap: u64) -> io::Result<Zeroizing<Vec<u8>>> {
-    use std::io::Read;
-    let meta = fs::metadata(path)?;
-    if !meta.is_file() {
-        return Err(io::Error::new(io::ErrorKind::InvalidInput, "not a regular file"));
-    }
-    let mut buf = Zeroizing::new(Vec::with_capacity(meta.len().min(cap) as usize + 1));
-    fs::File::open(path)?.take(cap + 1).read_to_end(&mut buf)?;
-    if buf.len() as u64 > cap {
-        return Err(io::Error::new(io::ErrorKind::InvalidData, format!("larger than {cap} bytes")));
-    }
-    Ok(buf)
-}
-
 /// Bytes to a string; secrets are valid UTF-8 in practice, anything else is replaced.
 fn utf8(bytes: &[u8]) -> String {
     String::from_utf8(bytes.to_vec()).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
@@ -269,7 +248,7 @@ fn utf8(bytes: &[u8]) -> String {
 
 /// Reads a `/proc` file whole, into memory that is zeroed when dropped (`environ` holds secrets).
 fn read_proc_file(path: &Path, pid: u32) -> Result<Zeroizing<Vec<u8>>, ChainError> {
-    read_capped(path, MAX_PROC_FILE).map_err(|e| proc_error(path, pid, &e))
+    fsread::read(path, MAX_PROC_FILE).map_err(|e| proc_error(path, pid, &e))
 }
 
 /// Maps a `/proc` read failure to a [`ChainError`] that says what to do.
@@ -404,9 +383,9 @@ pub fn find_processes_in(proc_root: &Path, pattern: &Regex, skip_pid: u32) -> Ve
         .filter_map(|pid| {
             let dir = proc_root.join(pid.to_string());
             // Processes come and go while we look: unreadable ones are skipped.
-            let comm = fs::read_to_string(dir.join("comm")).ok()?.trim_end_matches('\n').to_string();
+            let comm = fsread::read_to_string(&dir.join("comm"), MAX_CONFIG_FILE).ok()?.trim_end_matches('\n').to_string();
             // The command line can hold `-Daws.secretKey=...`: keep it in zeroed memory, never return it.
-            let raw = Zeroizing::new(fs::read(dir.join("cmdline")).unwrap_or_default());
+            let raw = fsread::read(&dir.join("cmdline"), MAX_PROC_FILE).unwrap_or_default();
             let cmdline =
                 Zeroizing::new(raw.split(|b| *b == 0).filter(|a| !a.is_empty()).map(String::from_utf8_lossy).collect::<Vec<_>>().join(" "));
             (pattern.is_match(&comm) || pattern.is_match(&cmdline)).then_some((pid, comm))

@@ -684,7 +684,7 @@ impl<'a> Ctx<'a> {
     /// zeroed memory; `raw` is shown as `shown` in messages.
     fn read_file(&mut self, raw: &str, shown: &str, what: &str) -> Result<Zeroizing<String>, ReadFailure> {
         let path = Path::new(raw);
-        match env::read_capped(&self.env.host_path(path), env::MAX_CONFIG_FILE) {
+        match crate::fsread::read(&self.env.host_path(path), crate::fsread::MAX_CONFIG_FILE) {
             Ok(bytes) => Ok(Zeroizing::new(String::from_utf8_lossy(&bytes).into_owned())),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Err(ReadFailure::Missing(format!("{what} {shown} does not exist"))),
             Err(e) if e.kind() == io::ErrorKind::InvalidInput => Err(ReadFailure::Missing(format!("{what} {shown} is not a regular file"))),

@@ -24,8 +24,9 @@ use std::path::{Path, PathBuf};
 use chrono::{DateTime, NaiveDateTime, Utc};
 use zeroize::Zeroizing;
 
-use super::env::{MAX_CONFIG_FILE, Value, read_capped};
+use super::env::Value;
 use super::{ChainError, ErrorReason};
+use crate::fsread::{self, MAX_CONFIG_FILE};
 
 /// The only keys whose values may appear in a report, a page or a log (an
 /// allow-list: a key the exporter does not know, `external_id`, `endpoint_url`
@@ -188,10 +189,10 @@ impl IniFile {
     /// Reads `host_path` (where the exporter finds the file); `Ok(None)` when it
     /// does not exist or is not a file, which every SDK treats as "no profiles".
     pub fn load(host_path: &Path, shown: &Path) -> Result<Option<IniFile>, ChainError> {
-        let text = match read_capped(host_path, MAX_CONFIG_FILE) {
+        let text = match fsread::read(host_path, MAX_CONFIG_FILE) {
             Ok(bytes) => bytes,
             // botocore `raw_config_parse`: `os.path.isfile` false -> ConfigNotFound -> no profiles.
-            Err(e) if matches!(e.kind(), io::ErrorKind::NotFound | io::ErrorKind::IsADirectory | io::ErrorKind::InvalidInput) => {
+            Err(e) if matches!(e.kind(), io::ErrorKind::NotFound | io::ErrorKind::InvalidInput) => {
                 return Ok(None);
             }
             Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
@@ -213,14 +214,21 @@ impl IniFile {
 
     /// Parses INI text; `shown` names the file in errors.
     pub fn parse(text: &str, shown: &Path) -> Result<IniFile, ChainError> {
-        let (cleaned, continued) = python_lines(text).map_err(|line| {
-            ChainError::new(
+        let (cleaned, continued) = python_lines(text).map_err(|e| match e {
+            LineError::Malformed(line) => ChainError::new(
                 ErrorReason::Malformed,
                 format!(
                     "{} line {line} is not a [section] header, a key = value pair or an indented continuation; botocore and the SDK for Java refuse the file",
                     shown.display()
                 ),
-            )
+            ),
+            LineError::TooMany => ChainError::new(
+                ErrorReason::Malformed,
+                format!(
+                    "{} has more than {MAX_ENTRIES} section headers and keys, more than the exporter reads (real profile files have a few hundred)",
+                    shown.display()
+                ),
+            ),
         })?;
         let options = ini::ParseOption {
             enabled_quote: false,
@@ -298,7 +306,8 @@ impl IniFile {
 /// somewhere in the file, or the number of the first line Python refuses:
 /// neither a header, nor `key = value`, nor a continuation; also headers whose
 /// name holds `]` or `\` and keys ending in `\`, which rust-ini would misread.
-fn python_lines(text: &str) -> Result<(Zeroizing<String>, BTreeSet<String>), usize> {
+fn python_lines(text: &str) -> Result<(Zeroizing<String>, BTreeSet<String>), LineError> {
+    let mut entries = 0;
     let mut continued = BTreeSet::new();
     let mut key_name = String::new();
     let unified = Zeroizing::new(text.replace("\r\n", "\n"));
@@ -316,24 +325,29 @@ fn python_lines(text: &str) -> Result<(Zeroizing<String>, BTreeSet<String>), usi
             out.push_str(stripped);
         } else if stripped.starts_with('[') {
             // SECTCRE `\[(?P<header>.+)\]`: up to the last `]`, the rest of the line ignored.
-            let name = stripped.rfind(']').filter(|&end| end > 1).map(|end| &stripped[1..end]).ok_or(i + 1)?;
+            let name = stripped.rfind(']').filter(|&end| end > 1).map(|end| &stripped[1..end]).ok_or(LineError::Malformed(i + 1))?;
             if name.contains([']', '\\']) {
-                return Err(i + 1);
+                return Err(LineError::Malformed(i + 1));
             }
+            entries += 1;
             out.push('[');
             out.push_str(name);
             out.push(']');
             key_indent = None;
         } else {
             // OPTCRE: the key is everything before the first `=` or `:`, and not empty.
-            let at = stripped.find(['=', ':']).ok_or(i + 1)?;
+            let at = stripped.find(['=', ':']).ok_or(LineError::Malformed(i + 1))?;
             let key = stripped[..at].trim_end();
             if key.is_empty() || key.ends_with('\\') {
-                return Err(i + 1);
+                return Err(LineError::Malformed(i + 1));
             }
+            entries += 1;
             key_name = key.trim().to_ascii_lowercase();
             out.push_str(stripped);
             key_indent = Some(indent);
+        }
+        if entries > MAX_ENTRIES {
+            return Err(LineError::TooMany);
         }
         if out.ends_with('\\') {
             out.push(' ');
@@ -341,6 +355,19 @@ fn python_lines(text: &str) -> Result<(Zeroizing<String>, BTreeSet<String>), usi
         out.push('\n');
     }
     Ok((out, continued))
+}
+
+/// Most section headers and keys read from one file: each costs the INI parser
+/// about 600 bytes, so 10,000 keep a file's parse near 8 MiB, where 100,000
+/// empty sections (1 MiB of text) took 60 MiB.
+pub const MAX_ENTRIES: usize = 10_000;
+
+/// Why [`python_lines`] refuses a text.
+enum LineError {
+    /// The number of the first line Python refuses.
+    Malformed(usize),
+    /// More than [`MAX_ENTRIES`] headers and keys.
+    TooMany,
 }
 
 /// `NAME` of a `PREFIX NAME` section header; botocore splits the header with
