@@ -463,3 +463,52 @@ fn profile_parsing_memory_is_bounded_for_any_file_under_the_cap() {
     }
 }
 
+// ---------------------------------------------------------------------------
+// Target roots: a target's paths stay inside its root.
+
+/// A target whose root is `jail` (what `/proc/PID/root` is for a chrooted or
+/// containerised process, as `Host::process_env` returns it) with `HOME=home`.
+fn jailed(jail: &Path, home: &str) -> ProcessEnv {
+    let mut env = ProcessEnv {
+        root: jail.into(),
+        home: Some(home.into()),
+        passwd_home: Some(home.into()),
+        cwd: Some("/".into()),
+        ..ProcessEnv::default()
+    };
+    env.set_var("HOME", home);
+    env
+}
+
+/// Issue 12: `HOME=/../x` in a chrooted process made the exporter read
+/// `/proc/PID/root/../x/.aws/credentials`, a file outside the jail. Neither
+/// `..` nor a symlink (absolute or relative) leads out now; a link that stays
+/// inside the root is still followed.
+#[test]
+fn a_target_cannot_lead_the_exporter_out_of_its_root() {
+    use aws_credentials_exporter::chain::{Provider, Sdk, evaluate};
+    let tmp = tempfile::tempdir().unwrap();
+    let jail = tmp.path().join("jail");
+    let outside = tmp.path().join("x/.aws");
+    std::fs::create_dir_all(&outside).unwrap();
+    std::fs::create_dir_all(jail.join("home/app")).unwrap();
+    std::fs::create_dir_all(jail.join("srv/x/.aws")).unwrap();
+    let credentials = format!("[default]\naws_access_key_id = AKIAOUTSIDEJAIL{MARK}\naws_secret_access_key = {MARK}\n");
+    std::fs::write(outside.join("credentials"), &credentials).unwrap();
+    let link = |name: &str, to: &str| std::os::unix::fs::symlink(to, jail.join(name)).unwrap();
+    link("home/app/abs", "/../x");
+    link("home/app/rel", "../../../../x");
+    link("home/app/inside", "/srv/x");
+    for home in ["/../x", "/home/../../x", "/home/app/abs", "/home/app/rel"] {
+        for sdk in Sdk::ALL {
+            let obs = evaluate(sdk, &jailed(&jail, home), Some(true), chrono::Utc::now());
+            assert_eq!(obs.active, Provider::InstanceProfile, "HOME={home} {}: {obs:?}", sdk.as_str());
+        }
+    }
+    // The control: the same file inside the root is found.
+    std::fs::write(jail.join("srv/x/.aws/credentials"), &credentials).unwrap();
+    for sdk in Sdk::ALL {
+        let obs = evaluate(sdk, &jailed(&jail, "/home/app/inside"), Some(true), chrono::Utc::now());
+        assert_eq!(obs.active, Provider::Profile, "{}: {obs:?}", sdk.as_str());
+    }
+}

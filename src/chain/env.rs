@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::fs;
 use std::io;
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
 
 use regex::Regex;
 use zeroize::Zeroizing;
@@ -186,19 +186,20 @@ impl ProcessEnv {
     }
 
     /// Where the exporter finds `path` as the process sees it: relative paths
-    /// resolve against the process's working directory, everything under its root.
-    pub fn host_path(&self, path: &Path) -> PathBuf {
+    /// resolve against the process's working directory, everything under its
+    /// root, and nothing outside it: `..` stops at the root and symlinks are
+    /// followed inside it (see [`resolve_in_root`]), so `HOME=/../x` in a
+    /// chrooted process cannot make the exporter read `/proc/PID/root/../x`.
+    /// Fails as the process itself would on a symlink loop (`ELOOP`) or a link it cannot read.
+    pub fn host_path(&self, path: &Path) -> io::Result<PathBuf> {
         let absolute = match (&self.cwd, path.is_relative()) {
             (Some(cwd), true) => cwd.join(path),
             _ => path.to_path_buf(),
         };
         if self.root.as_os_str().is_empty() || self.root == Path::new("/") {
-            return absolute;
+            return Ok(absolute);
         }
-        match absolute.strip_prefix("/") {
-            Ok(rest) => self.root.join(rest),
-            Err(_) => self.root.join(absolute),
-        }
+        resolve_in_root(&self.root, &absolute)
     }
 
     /// Applies, in the JVM's order of precedence (later wins): `JAVA_TOOL_OPTIONS`,
@@ -231,7 +232,11 @@ impl ProcessEnv {
     fn resolve_user(&mut self, uid: Option<u32>) {
         if let Some(uid) = uid {
             // Capped, regular files only: a target's /etc/passwd may be a FIFO or a link to /dev/zero.
-            let passwd = fsread::read(&self.host_path(Path::new("/etc/passwd")), MAX_CONFIG_FILE).map(|b| utf8(&b)).unwrap_or_default();
+            let passwd = self
+                .host_path(Path::new("/etc/passwd"))
+                .and_then(|p| fsread::read(&p, MAX_CONFIG_FILE))
+                .map(|b| utf8(&b))
+                .unwrap_or_default();
             if let Some((name, home)) = passwd_entry(&passwd, uid) {
                 self.user = Some(name);
                 self.passwd_home = Some(home);
@@ -239,6 +244,78 @@ impl ProcessEnv {
         }
         self.home = self.var("HOME").filter(|h| !h.is_empty()).map(PathBuf::from).or_else(|| self.passwd_home.clone());
     }
+}
+
+/// Most symlinks followed while resolving one path (Linux's `MAXSYMLINKS`).
+const MAX_SYMLINKS: usize = 40;
+
+/// `path` as a process whose root directory is `root` sees it, as a path the
+/// exporter can open: resolved component by component as the kernel does for
+/// a chrooted process (`openat2` with `RESOLVE_IN_ROOT`): `..` at the root stays
+/// at the root, and a symlink's target, absolute or relative, is resolved
+/// inside `root` too. A component that does not exist ends the walk (the
+/// rest is appended lexically, still inside `root`); more than
+/// [`MAX_SYMLINKS`] links, or one that cannot be read, is an error. A target that swaps a directory for a symlink between this walk
+/// and the open could still redirect it once; the reader then refuses
+/// anything but a regular file of at most its cap.
+pub fn resolve_in_root(root: &Path, path: &Path) -> io::Result<PathBuf> {
+    let mut pending: std::collections::VecDeque<Component<'_>> = path.components().collect();
+    let mut resolved: Vec<std::ffi::OsString> = Vec::new();
+    let mut links = 0;
+    let mut walking = true;
+    // Link targets are owned; their components join the queue as owned strings.
+    let mut owned: std::collections::VecDeque<std::ffi::OsString> = std::collections::VecDeque::new();
+    loop {
+        let next = match owned.pop_front() {
+            Some(c) => c,
+            None => match pending.pop_front() {
+                Some(Component::Normal(c)) => c.to_os_string(),
+                Some(Component::ParentDir) => "..".into(),
+                Some(_) => continue,
+                None => break,
+            },
+        };
+        if next == ".." {
+            resolved.pop();
+            continue;
+        }
+        if next == "." || next.is_empty() {
+            continue;
+        }
+        let candidate: PathBuf = root.join(resolved.iter().collect::<PathBuf>()).join(&next);
+        let meta = if walking { fs::symlink_metadata(&candidate).ok() } else { None };
+        if meta.is_none() {
+            // Absent (or not examinable): nothing below it can be a link the kernel would follow.
+            walking = false;
+        }
+        let link = match meta {
+            Some(m) if m.file_type().is_symlink() => Some(fs::read_link(&candidate)?),
+            _ => None,
+        };
+        match link {
+            Some(_) if links == MAX_SYMLINKS => {
+                return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("more than {MAX_SYMLINKS} symbolic links")));
+            }
+            Some(target) => {
+                links += 1;
+                if target.is_absolute() {
+                    resolved.clear();
+                }
+                let mut parts: std::collections::VecDeque<std::ffi::OsString> = target
+                    .components()
+                    .filter_map(|c| match c {
+                        Component::Normal(c) => Some(c.to_os_string()),
+                        Component::ParentDir => Some("..".into()),
+                        _ => None,
+                    })
+                    .collect();
+                parts.extend(owned.drain(..));
+                owned = parts;
+            }
+            None => resolved.push(next),
+        }
+    }
+    Ok(root.join(resolved.iter().collect::<PathBuf>()))
 }
 
 /// Bytes to a string; secrets are valid UTF-8 in practice, anything else is replaced.
@@ -472,10 +549,43 @@ mod tests {
     #[test]
     fn host_paths_go_through_the_process_root_and_cwd() {
         let env = ProcessEnv { root: PathBuf::from("/proc/42/root"), cwd: Some(PathBuf::from("/srv/app")), ..Default::default() };
-        assert_eq!(env.host_path(Path::new("/home/a/.aws/config")), PathBuf::from("/proc/42/root/home/a/.aws/config"));
-        assert_eq!(env.host_path(Path::new("creds")), PathBuf::from("/proc/42/root/srv/app/creds"));
+        assert_eq!(env.host_path(Path::new("/home/a/.aws/config")).unwrap(), PathBuf::from("/proc/42/root/home/a/.aws/config"));
+        assert_eq!(env.host_path(Path::new("creds")).unwrap(), PathBuf::from("/proc/42/root/srv/app/creds"));
         let me = ProcessEnv { root: PathBuf::from("/"), ..Default::default() };
-        assert_eq!(me.host_path(Path::new("/etc/passwd")), PathBuf::from("/etc/passwd"));
+        assert_eq!(me.host_path(Path::new("/etc/passwd")).unwrap(), PathBuf::from("/etc/passwd"));
+    }
+
+    /// Issue 12: `HOME=/../x` in a chrooted process read a file outside its
+    /// jail through `/proc/PID/root/..`; neither `..` nor a symlink leaves the root now.
+    #[test]
+    fn paths_in_a_target_never_leave_its_root() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("jail");
+        std::fs::create_dir_all(root.join("home/app")).unwrap();
+        std::fs::create_dir_all(root.join("srv/real")).unwrap();
+        let link = |name: &str, to: &str| std::os::unix::fs::symlink(to, root.join(name)).unwrap();
+        link("home/app/abs", "/../../outside");
+        link("home/app/rel", "../../../../../outside");
+        link("home/app/inside", "/srv/real");
+        link("home/app/hop", "rel");
+        link("loop", "loop");
+        let cases = [
+            ("/../outside/x", "outside/x"),
+            ("/home/../../../outside", "outside"),
+            ("/home/app/abs/x", "outside/x"),
+            ("/home/app/rel/x", "outside/x"),
+            ("/home/app/hop/x", "outside/x"),
+            ("/home/app/inside/x", "srv/real/x"),
+            ("/home/app/inside/../x", "srv/x"),
+            ("/missing/../../x", "x"),
+        ];
+        for (path, want) in cases {
+            assert_eq!(resolve_in_root(&root, Path::new(path)).unwrap(), root.join(want), "{path}");
+        }
+        let err = resolve_in_root(&root, Path::new("/loop/x")).unwrap_err();
+        assert!(err.to_string().contains("symbolic links"), "{err}");
+        let env = ProcessEnv { root: root.clone(), cwd: Some(PathBuf::from("/home/app")), ..Default::default() };
+        assert_eq!(env.host_path(Path::new("../../../outside")).unwrap(), root.join("outside"), "relative to the cwd");
     }
 
     #[test]

@@ -638,7 +638,7 @@ impl<'a> Ctx<'a> {
                     Some(path) => Some(PathBuf::from(path)),
                     None => home.map(|h| {
                         let credentials = h.join(".aws/credentials");
-                        if env.host_path(&credentials).is_file() { credentials } else { h.join(".aws/config") }
+                        if env.host_path(&credentials).is_ok_and(|p| p.is_file()) { credentials } else { h.join(".aws/config") }
                     }),
                 };
                 (None, file)
@@ -649,7 +649,11 @@ impl<'a> Ctx<'a> {
     }
 
     fn load_ini(&mut self, path: &Path) -> Option<IniFile> {
-        match IniFile::load(&self.env.host_path(path), path) {
+        let loaded = match self.env.host_path(path) {
+            Ok(host_path) => IniFile::load(&host_path, path),
+            Err(e) => Err(ChainError::new(ErrorReason::Io, format!("cannot read {}: {e}", path.display()))),
+        };
+        match loaded {
             Ok(file) => file,
             Err(e) => {
                 if e.reason == ErrorReason::Malformed {
@@ -684,7 +688,7 @@ impl<'a> Ctx<'a> {
     /// zeroed memory; `raw` is shown as `shown` in messages.
     fn read_file(&mut self, raw: &str, shown: &str, what: &str) -> Result<Zeroizing<String>, ReadFailure> {
         let path = Path::new(raw);
-        match crate::fsread::read(&self.env.host_path(path), crate::fsread::MAX_CONFIG_FILE) {
+        match self.env.host_path(path).and_then(|p| crate::fsread::read(&p, crate::fsread::MAX_CONFIG_FILE)) {
             Ok(bytes) => Ok(Zeroizing::new(String::from_utf8_lossy(&bytes).into_owned())),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Err(ReadFailure::Missing(format!("{what} {shown} does not exist"))),
             Err(e) if e.kind() == io::ErrorKind::InvalidInput => Err(ReadFailure::Missing(format!("{what} {shown} is not a regular file"))),
@@ -1170,7 +1174,11 @@ impl<'a> Ctx<'a> {
             None => vec![PathBuf::from("/etc/boto.cfg"), Self::expand("~/.boto", self.env.home.as_deref())],
         };
         for path in candidates {
-            let file = match IniFile::load(&self.env.host_path(&path), &path) {
+            let loaded = match self.env.host_path(&path) {
+                Ok(host_path) => IniFile::load(&host_path, &path),
+                Err(e) => Err(ChainError::new(ErrorReason::Io, format!("cannot read {}: {e}", path.display()))),
+            };
+            let file = match loaded {
                 Ok(Some(f)) => f,
                 Ok(None) => continue,
                 Err(e) if e.reason == ErrorReason::Malformed => {
