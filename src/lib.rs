@@ -27,6 +27,8 @@
 //!   (plain or TLS). [`webconfig`]: `--web.config.file` (TLS, client certificates, basic
 //!   auth, headers in the exporter-toolkit format), re-read when it changes.
 //! - [`sim`]: the simulated EC2 instance behind `demo` and the tests.
+//! - [`fsread`]: the one file reader: capped, non-blocking, regular files only
+//!   (FIFOs, devices and sockets refused), used for every file the exporter reads.
 //! - [`secret`], [`backoff`], [`logging`], [`timefmt`]: small shared pieces.
 //! - [`app`]: the subcommands, wired from the pieces above.
 // `deny`, not `forbid`: `clock` reads the kernel clock through one `unsafe` call.
@@ -38,6 +40,7 @@ pub mod backoff;
 pub mod chain;
 pub mod clock;
 pub mod config;
+pub mod fsread;
 #[cfg(test)]
 mod fuzzing;
 pub mod host;

@@ -44,7 +44,7 @@ pub fn scan(root: &Path) -> TimeSyncConfig {
     for pattern in CONFIG_FILES {
         for path in expand(root, pattern) {
             // Unreadable or oversized files count as present, not as configured.
-            let text = std::fs::read(&path).ok().filter(|b| b.len() <= 1 << 20).map(|b| String::from_utf8_lossy(&b).into_owned());
+            let text = crate::fsread::read(&path, crate::fsread::MAX_CONFIG_FILE).ok().map(|b| String::from_utf8_lossy(&b).into_owned());
             if text.as_deref().is_some_and(mentions_amazon) {
                 found.amazon_time_sync.push(path.clone());
             }

@@ -33,6 +33,7 @@ use serde::Deserialize;
 use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
+use crate::fsread;
 use crate::secret::Secret;
 
 /// How often the file, and the certificate files it names, are checked for
@@ -319,8 +320,9 @@ fn pem_source(
         (Some(text), None) => Ok(Some((inline_field.to_string(), text.as_bytes().to_vec()))),
         (None, Some(f)) => {
             let path = dir.join(f);
-            let data = std::fs::read(&path).map_err(|e| bad(file_field, format!("cannot read {}: {e}", path.display())))?;
-            Ok(Some((file_field.to_string(), data)))
+            let mut data = fsread::read(&path, fsread::MAX_CONFIG_FILE)
+                .map_err(|e| bad(file_field, format!("cannot read {}: {e}", path.display())))?;
+            Ok(Some((file_field.to_string(), std::mem::take(&mut *data))))
         }
         (None, None) => Ok(None),
     }
@@ -590,7 +592,7 @@ fn read(path: &Path) -> Reading {
     // changes the fingerprint, and the next check reads the file again.
     let mut fp = fingerprint(&files);
     let config = (|| {
-        let text = std::fs::read_to_string(path).map_err(|e| bad("", format!("cannot read: {e}")))?;
+        let text = fsread::read_to_string(path, fsread::MAX_CONFIG_FILE).map_err(|e| bad("", format!("cannot read: {e}")))?;
         // An empty file (or only comments) configures nothing, as in exporter-toolkit.
         let raw: RawFile = if text.lines().all(|l| l.trim().is_empty() || l.trim_start().starts_with('#')) {
             RawFile::default()

@@ -9,12 +9,13 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::fs;
 use std::io;
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
 
 use regex::Regex;
 use zeroize::Zeroizing;
 
 use super::{ChainError, ErrorReason};
+use crate::fsread::{self, MAX_CONFIG_FILE, MAX_PROC_FILE};
 use crate::secret::Secret;
 
 /// A value read from an environment, a command line or a profile file; secrets print as `***`.
@@ -133,7 +134,7 @@ impl ProcessEnv {
             }
         }
         env.apply_java_options(&java_options, &[]);
-        let uid = fs::read_to_string("/proc/self/status").ok().as_deref().and_then(parse_uid);
+        let uid = fsread::read_to_string(Path::new("/proc/self/status"), MAX_CONFIG_FILE).ok().as_deref().and_then(|s| parse_uid(s));
         env.resolve_user(uid);
         env
     }
@@ -185,19 +186,20 @@ impl ProcessEnv {
     }
 
     /// Where the exporter finds `path` as the process sees it: relative paths
-    /// resolve against the process's working directory, everything under its root.
-    pub fn host_path(&self, path: &Path) -> PathBuf {
+    /// resolve against the process's working directory, everything under its
+    /// root, and nothing outside it: `..` stops at the root and symlinks are
+    /// followed inside it (see [`resolve_in_root`]), so `HOME=/../x` in a
+    /// chrooted process cannot make the exporter read `/proc/PID/root/../x`.
+    /// Fails as the process itself would on a symlink loop (`ELOOP`) or a link it cannot read.
+    pub fn host_path(&self, path: &Path) -> io::Result<PathBuf> {
         let absolute = match (&self.cwd, path.is_relative()) {
             (Some(cwd), true) => cwd.join(path),
             _ => path.to_path_buf(),
         };
         if self.root.as_os_str().is_empty() || self.root == Path::new("/") {
-            return absolute;
+            return Ok(absolute);
         }
-        match absolute.strip_prefix("/") {
-            Ok(rest) => self.root.join(rest),
-            Err(_) => self.root.join(absolute),
-        }
+        resolve_in_root(&self.root, &absolute)
     }
 
     /// Applies, in the JVM's order of precedence (later wins): `JAVA_TOOL_OPTIONS`,
@@ -230,7 +232,11 @@ impl ProcessEnv {
     fn resolve_user(&mut self, uid: Option<u32>) {
         if let Some(uid) = uid {
             // Capped, regular files only: a target's /etc/passwd may be a FIFO or a link to /dev/zero.
-            let passwd = read_capped(&self.host_path(Path::new("/etc/passwd")), MAX_CONFIG_FILE).map(|b| utf8(&b)).unwrap_or_default();
+            let passwd = self
+                .host_path(Path::new("/etc/passwd"))
+                .and_then(|p| fsread::read(&p, MAX_CONFIG_FILE))
+                .map(|b| utf8(&b))
+                .unwrap_or_default();
             if let Some((name, home)) = passwd_entry(&passwd, uid) {
                 self.user = Some(name);
                 self.passwd_home = Some(home);
@@ -240,26 +246,76 @@ impl ProcessEnv {
     }
 }
 
-/// Largest `/proc/PID/environ` or `cmdline` read (the kernel caps both near `ARG_MAX`).
-const MAX_PROC_FILE: u64 = 8 << 20;
-/// Largest profile, token or boto file read; real ones are a few KiB.
-pub const MAX_CONFIG_FILE: u64 = 1 << 20;
+/// Most symlinks followed while resolving one path (Linux's `MAXSYMLINKS`).
+const MAX_SYMLINKS: usize = 40;
 
-/// Reads a regular file of at most `cap` bytes into memory that is zeroed when
-/// dropped. Anything else (a FIFO, `/dev/zero`, a directory) is refused without
-/// opening it, so a misconfigured path can neither block nor exhaust the exporter.
-pub fn read_capped(path: &Path, cap: u64) -> io::Result<Zeroizing<Vec<u8>>> {
-    use std::io::Read;
-    let meta = fs::metadata(path)?;
-    if !meta.is_file() {
-        return Err(io::Error::new(io::ErrorKind::InvalidInput, "not a regular file"));
+/// `path` as a process whose root directory is `root` sees it, as a path the
+/// exporter can open: resolved component by component as the kernel does for
+/// a chrooted process (`openat2` with `RESOLVE_IN_ROOT`): `..` at the root stays
+/// at the root, and a symlink's target, absolute or relative, is resolved
+/// inside `root` too. A component that does not exist ends the walk (the
+/// rest is appended lexically, still inside `root`); more than
+/// [`MAX_SYMLINKS`] links, or one that cannot be read, is an error. A target that swaps a directory for a symlink between this walk
+/// and the open could still redirect it once; the reader then refuses
+/// anything but a regular file of at most its cap.
+pub fn resolve_in_root(root: &Path, path: &Path) -> io::Result<PathBuf> {
+    let mut pending: std::collections::VecDeque<Component<'_>> = path.components().collect();
+    let mut resolved: Vec<std::ffi::OsString> = Vec::new();
+    let mut links = 0;
+    let mut walking = true;
+    // Link targets are owned; their components join the queue as owned strings.
+    let mut owned: std::collections::VecDeque<std::ffi::OsString> = std::collections::VecDeque::new();
+    loop {
+        let next = match owned.pop_front() {
+            Some(c) => c,
+            None => match pending.pop_front() {
+                Some(Component::Normal(c)) => c.to_os_string(),
+                Some(Component::ParentDir) => "..".into(),
+                Some(_) => continue,
+                None => break,
+            },
+        };
+        if next == ".." {
+            resolved.pop();
+            continue;
+        }
+        if next == "." || next.is_empty() {
+            continue;
+        }
+        let candidate: PathBuf = root.join(resolved.iter().collect::<PathBuf>()).join(&next);
+        let meta = if walking { fs::symlink_metadata(&candidate).ok() } else { None };
+        if meta.is_none() {
+            // Absent (or not examinable): nothing below it can be a link the kernel would follow.
+            walking = false;
+        }
+        let link = match meta {
+            Some(m) if m.file_type().is_symlink() => Some(fs::read_link(&candidate)?),
+            _ => None,
+        };
+        match link {
+            Some(_) if links == MAX_SYMLINKS => {
+                return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("more than {MAX_SYMLINKS} symbolic links")));
+            }
+            Some(target) => {
+                links += 1;
+                if target.is_absolute() {
+                    resolved.clear();
+                }
+                let mut parts: std::collections::VecDeque<std::ffi::OsString> = target
+                    .components()
+                    .filter_map(|c| match c {
+                        Component::Normal(c) => Some(c.to_os_string()),
+                        Component::ParentDir => Some("..".into()),
+                        _ => None,
+                    })
+                    .collect();
+                parts.extend(owned.drain(..));
+                owned = parts;
+            }
+            None => resolved.push(next),
+        }
     }
-    let mut buf = Zeroizing::new(Vec::with_capacity(meta.len().min(cap) as usize + 1));
-    fs::File::open(path)?.take(cap + 1).read_to_end(&mut buf)?;
-    if buf.len() as u64 > cap {
-        return Err(io::Error::new(io::ErrorKind::InvalidData, format!("larger than {cap} bytes")));
-    }
-    Ok(buf)
+    Ok(root.join(resolved.iter().collect::<PathBuf>()))
 }
 
 /// Bytes to a string; secrets are valid UTF-8 in practice, anything else is replaced.
@@ -269,7 +325,7 @@ fn utf8(bytes: &[u8]) -> String {
 
 /// Reads a `/proc` file whole, into memory that is zeroed when dropped (`environ` holds secrets).
 fn read_proc_file(path: &Path, pid: u32) -> Result<Zeroizing<Vec<u8>>, ChainError> {
-    read_capped(path, MAX_PROC_FILE).map_err(|e| proc_error(path, pid, &e))
+    fsread::read(path, MAX_PROC_FILE).map_err(|e| proc_error(path, pid, &e))
 }
 
 /// Maps a `/proc` read failure to a [`ChainError`] that says what to do.
@@ -404,9 +460,9 @@ pub fn find_processes_in(proc_root: &Path, pattern: &Regex, skip_pid: u32) -> Ve
         .filter_map(|pid| {
             let dir = proc_root.join(pid.to_string());
             // Processes come and go while we look: unreadable ones are skipped.
-            let comm = fs::read_to_string(dir.join("comm")).ok()?.trim_end_matches('\n').to_string();
+            let comm = fsread::read_to_string(&dir.join("comm"), MAX_CONFIG_FILE).ok()?.trim_end_matches('\n').to_string();
             // The command line can hold `-Daws.secretKey=...`: keep it in zeroed memory, never return it.
-            let raw = Zeroizing::new(fs::read(dir.join("cmdline")).unwrap_or_default());
+            let raw = fsread::read(&dir.join("cmdline"), MAX_PROC_FILE).unwrap_or_default();
             let cmdline =
                 Zeroizing::new(raw.split(|b| *b == 0).filter(|a| !a.is_empty()).map(String::from_utf8_lossy).collect::<Vec<_>>().join(" "));
             (pattern.is_match(&comm) || pattern.is_match(&cmdline)).then_some((pid, comm))
@@ -493,10 +549,43 @@ mod tests {
     #[test]
     fn host_paths_go_through_the_process_root_and_cwd() {
         let env = ProcessEnv { root: PathBuf::from("/proc/42/root"), cwd: Some(PathBuf::from("/srv/app")), ..Default::default() };
-        assert_eq!(env.host_path(Path::new("/home/a/.aws/config")), PathBuf::from("/proc/42/root/home/a/.aws/config"));
-        assert_eq!(env.host_path(Path::new("creds")), PathBuf::from("/proc/42/root/srv/app/creds"));
+        assert_eq!(env.host_path(Path::new("/home/a/.aws/config")).unwrap(), PathBuf::from("/proc/42/root/home/a/.aws/config"));
+        assert_eq!(env.host_path(Path::new("creds")).unwrap(), PathBuf::from("/proc/42/root/srv/app/creds"));
         let me = ProcessEnv { root: PathBuf::from("/"), ..Default::default() };
-        assert_eq!(me.host_path(Path::new("/etc/passwd")), PathBuf::from("/etc/passwd"));
+        assert_eq!(me.host_path(Path::new("/etc/passwd")).unwrap(), PathBuf::from("/etc/passwd"));
+    }
+
+    /// Issue 12: `HOME=/../x` in a chrooted process read a file outside its
+    /// jail through `/proc/PID/root/..`; neither `..` nor a symlink leaves the root now.
+    #[test]
+    fn paths_in_a_target_never_leave_its_root() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("jail");
+        std::fs::create_dir_all(root.join("home/app")).unwrap();
+        std::fs::create_dir_all(root.join("srv/real")).unwrap();
+        let link = |name: &str, to: &str| std::os::unix::fs::symlink(to, root.join(name)).unwrap();
+        link("home/app/abs", "/../../outside");
+        link("home/app/rel", "../../../../../outside");
+        link("home/app/inside", "/srv/real");
+        link("home/app/hop", "rel");
+        link("loop", "loop");
+        let cases = [
+            ("/../outside/x", "outside/x"),
+            ("/home/../../../outside", "outside"),
+            ("/home/app/abs/x", "outside/x"),
+            ("/home/app/rel/x", "outside/x"),
+            ("/home/app/hop/x", "outside/x"),
+            ("/home/app/inside/x", "srv/real/x"),
+            ("/home/app/inside/../x", "srv/x"),
+            ("/missing/../../x", "x"),
+        ];
+        for (path, want) in cases {
+            assert_eq!(resolve_in_root(&root, Path::new(path)).unwrap(), root.join(want), "{path}");
+        }
+        let err = resolve_in_root(&root, Path::new("/loop/x")).unwrap_err();
+        assert!(err.to_string().contains("symbolic links"), "{err}");
+        let env = ProcessEnv { root: root.clone(), cwd: Some(PathBuf::from("/home/app")), ..Default::default() };
+        assert_eq!(env.host_path(Path::new("../../../outside")).unwrap(), root.join("outside"), "relative to the cwd");
     }
 
     #[test]

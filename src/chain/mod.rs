@@ -517,8 +517,10 @@ impl Eval {
         let mut e = Eval::win(provider, detail);
         e.static_keys = true;
         e.state.session_token = token.is_some();
-        e.state.key_id_suffix = Some(key_id_suffix(key_id));
         let key = key_id.trim();
+        // Access key ids are letters and digits; anything else (a value continued
+        // onto an indented line that holds a secret) shows no characters at all.
+        e.state.key_id_suffix = key.chars().all(|c| c.is_ascii_alphanumeric()).then(|| key_id_suffix(key));
         if key.starts_with("ASIA") && token.is_none() {
             e.state.partial =
                 Some("temporary access key id (ASIA...) without a session token: every request fails with InvalidClientTokenId".into());
@@ -650,7 +652,7 @@ impl<'a> Ctx<'a> {
                     Some(path) => Some(PathBuf::from(path)),
                     None => home.map(|h| {
                         let credentials = h.join(".aws/credentials");
-                        if env.host_path(&credentials).is_file() { credentials } else { h.join(".aws/config") }
+                        if env.host_path(&credentials).is_ok_and(|p| p.is_file()) { credentials } else { h.join(".aws/config") }
                     }),
                 };
                 (None, file)
@@ -661,7 +663,11 @@ impl<'a> Ctx<'a> {
     }
 
     fn load_ini(&mut self, path: &Path) -> Option<IniFile> {
-        match IniFile::load(&self.env.host_path(path), path) {
+        let loaded = match self.env.host_path(path) {
+            Ok(host_path) => IniFile::load(&host_path, path),
+            Err(e) => Err(ChainError::new(ErrorReason::Io, format!("cannot read {}: {e}", path.display()))),
+        };
+        match loaded {
             Ok(file) => file,
             Err(e) => {
                 if e.reason == ErrorReason::Malformed {
@@ -692,18 +698,19 @@ impl<'a> Ctx<'a> {
         })
     }
 
-    /// Reads a file named by the process's configuration (a token file) into zeroed memory.
-    fn read_file(&mut self, raw: &str, what: &str) -> Result<Zeroizing<String>, ReadFailure> {
+    /// Reads a file named by the process's configuration (a token file) into
+    /// zeroed memory; `raw` is shown as `shown` in messages.
+    fn read_file(&mut self, raw: &str, shown: &str, what: &str) -> Result<Zeroizing<String>, ReadFailure> {
         let path = Path::new(raw);
-        match env::read_capped(&self.env.host_path(path), env::MAX_CONFIG_FILE) {
+        match self.env.host_path(path).and_then(|p| crate::fsread::read(&p, crate::fsread::MAX_CONFIG_FILE)) {
             Ok(bytes) => Ok(Zeroizing::new(String::from_utf8_lossy(&bytes).into_owned())),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Err(ReadFailure::Missing(format!("{what} {raw} does not exist"))),
-            Err(e) if e.kind() == io::ErrorKind::InvalidInput => Err(ReadFailure::Missing(format!("{what} {raw} is not a regular file"))),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Err(ReadFailure::Missing(format!("{what} {shown} does not exist"))),
+            Err(e) if e.kind() == io::ErrorKind::InvalidInput => Err(ReadFailure::Missing(format!("{what} {shown} is not a regular file"))),
             Err(e) => {
                 let reason = if e.kind() == io::ErrorKind::PermissionDenied { ErrorReason::PermissionDenied } else { ErrorReason::Io };
                 self.errors.push(ChainError::new(
                     reason,
-                    format!("cannot read {what} {raw}: {e}; run the exporter as the application's user (or with CAP_DAC_READ_SEARCH and CAP_SYS_PTRACE)"),
+                    format!("cannot read {what} {shown}: {e}; run the exporter as the application's user (or with CAP_DAC_READ_SEARCH and CAP_SYS_PTRACE)"),
                 ));
                 Err(ReadFailure::Unreadable)
             }
@@ -883,6 +890,8 @@ impl<'a> Ctx<'a> {
     /// `aws.roleArn` or the variables, v1 only the variables, and both skip when either is missing.
     fn web_identity(&mut self) -> Eval {
         let p = Provider::WebIdentity;
+        // The token file's path, as it may be shown: a profile's value can run onto a continuation line.
+        let mut shown_file = None;
         let (token_file, role) = match self.sdk {
             Sdk::Python => {
                 let profiles = self.files.profiles();
@@ -890,6 +899,9 @@ impl<'a> Ctx<'a> {
                 let from = |var: &str, key: &str| {
                     self.env.var(var).map(str::to_string).or_else(|| profile.and_then(|p| p.get(key)).map(str::to_string))
                 };
+                if self.env.var("AWS_WEB_IDENTITY_TOKEN_FILE").is_none() {
+                    shown_file = profile.map(|p| p.shown("web_identity_token_file").to_string());
+                }
                 (from("AWS_WEB_IDENTITY_TOKEN_FILE", "web_identity_token_file"), from("AWS_ROLE_ARN", "role_arn"))
             }
             Sdk::JavaV2 => (
@@ -919,17 +931,18 @@ impl<'a> Ctx<'a> {
                 },
             );
         }
-        let mut detail = format!("token file {token_file}");
+        let shown_file = shown_file.unwrap_or_else(|| token_file.clone());
+        let mut detail = format!("token file {shown_file}");
         if self.sdk != Sdk::Python {
             detail += " (needs the sts module on the classpath)";
         }
-        self.token_file_eval(p, &token_file, detail)
+        self.token_file_eval(p, &token_file, &shown_file, detail)
     }
 
     /// Reads a web identity token for its `exp`. Java resolves eagerly and skips a
     /// provider whose token is missing or expired; botocore has already chosen it
     /// (deferred credentials) and fails at the first request.
-    fn token_file_eval(&mut self, p: Provider, token_file: &str, detail: String) -> Eval {
+    fn token_file_eval(&mut self, p: Provider, token_file: &str, shown_file: &str, detail: String) -> Eval {
         let fail = |sdk: Sdk, why: String| {
             if sdk == Sdk::Python {
                 let mut e = Eval::win(p, detail.clone());
@@ -939,7 +952,7 @@ impl<'a> Ctx<'a> {
                 Eval::skip(p, format!("{why}: the SDK skips this provider"))
             }
         };
-        match self.read_file(token_file, "web identity token file") {
+        match self.read_file(token_file, shown_file, "web identity token file") {
             Err(ReadFailure::Missing(why)) => fail(self.sdk, why),
             Err(ReadFailure::Unreadable) => {
                 Eval::win(p, detail.clone()).note("token expiry unknown: the exporter cannot read the token file")
@@ -972,10 +985,9 @@ impl<'a> Ctx<'a> {
         }
         let mut visited = vec![self.profile.clone()];
         match self.python_role_source(&profiles, &self.profile, &mut visited) {
-            Ok(source) => Eval::win(
-                Provider::Profile,
-                format!("profile {:?}: assume role {} from {source}", self.profile, p.get("role_arn").unwrap_or("")),
-            ),
+            Ok(source) => {
+                Eval::win(Provider::Profile, format!("profile {:?}: assume role {} from {source}", self.profile, p.shown("role_arn")))
+            }
             Err(why) => Eval::stop(Provider::Profile, why),
         }
     }
@@ -991,13 +1003,15 @@ impl<'a> Ctx<'a> {
                 "profile {name:?} sets role_arn without source_profile or credential_source: botocore raises PartialCredentialsError"
             )),
             (None, Some(source)) if !CREDENTIAL_SOURCES.contains(&source) => Err(format!(
-                "profile {name:?}: credential_source {source:?} is not one of {CREDENTIAL_SOURCES:?}: botocore raises InvalidConfigError"
+                "profile {name:?}: credential_source {:?} is not one of {CREDENTIAL_SOURCES:?}: botocore raises InvalidConfigError",
+                p.shown("credential_source")
             )),
             (None, Some(source)) => self.python_credential_source(name, source),
             (Some(source), None) => {
                 let Some(sp) = profiles.get(source) else {
                     return Err(format!(
-                        "source_profile {source:?} of profile {name:?} does not exist: botocore raises InvalidConfigError"
+                        "source_profile {:?} of profile {name:?} does not exist: botocore raises InvalidConfigError",
+                        p.shown("source_profile")
                     ));
                 };
                 // A profile may name itself only to use its own static keys.
@@ -1093,7 +1107,10 @@ impl<'a> Ctx<'a> {
         if let Some(session) = p.get("sso_session") {
             let sessions = self.files.sso_sessions();
             let Some(s) = sessions.get(session) else {
-                return Err(format!("profile {name:?}: sso-session {session:?} does not exist: botocore raises InvalidConfigError"));
+                return Err(format!(
+                    "profile {name:?}: sso-session {:?} does not exist: botocore raises InvalidConfigError",
+                    p.shown("sso_session")
+                ));
             };
             for (k, v) in &s.values {
                 if resolved.get(k).is_some_and(|mine| mine != v.expose()) {
@@ -1114,9 +1131,9 @@ impl<'a> Ctx<'a> {
         }
         Ok(format!(
             "profile {name:?}: SSO role {} in account {}{}",
-            resolved.get("sso_role_name").unwrap_or(""),
-            resolved.get("sso_account_id").unwrap_or(""),
-            p.get("sso_session").map(|s| format!(" (sso-session {s})")).unwrap_or_default()
+            resolved.shown("sso_role_name"),
+            resolved.shown("sso_account_id"),
+            if p.has("sso_session") { format!(" (sso-session {})", p.shown("sso_session")) } else { String::new() }
         ))
     }
 
@@ -1148,7 +1165,8 @@ impl<'a> Ctx<'a> {
             return Eval::absent(p, "AWS_CREDENTIAL_FILE not set");
         };
         let path = Self::expand(&raw, self.env.home.as_deref());
-        let text = match self.read_file(&path.to_string_lossy(), "AWS_CREDENTIAL_FILE") {
+        let path = path.to_string_lossy();
+        let text = match self.read_file(&path, &path, "AWS_CREDENTIAL_FILE") {
             Ok(t) => t,
             Err(ReadFailure::Missing(why)) => return Eval::stop(p, format!("{why}: botocore raises ConfigNotFound")),
             Err(ReadFailure::Unreadable) => return Eval::absent(p, "AWS_CREDENTIAL_FILE unreadable by the exporter"),
@@ -1170,7 +1188,11 @@ impl<'a> Ctx<'a> {
             None => vec![PathBuf::from("/etc/boto.cfg"), Self::expand("~/.boto", self.env.home.as_deref())],
         };
         for path in candidates {
-            let file = match IniFile::load(&self.env.host_path(&path), &path) {
+            let loaded = match self.env.host_path(&path) {
+                Ok(host_path) => IniFile::load(&host_path, &path),
+                Err(e) => Err(ChainError::new(ErrorReason::Io, format!("cannot read {}: {e}", path.display()))),
+            };
+            let file = match loaded {
                 Ok(Some(f)) => f,
                 Ok(None) => continue,
                 Err(e) if e.reason == ErrorReason::Malformed => {
@@ -1214,9 +1236,9 @@ impl<'a> Ctx<'a> {
         let mut visited = Vec::new();
         match self.java_v2_kind(&profiles, &self.profile, &mut visited) {
             Err(why) => Eval::skip(p, format!("{why}: the SDK skips the profile")),
-            Ok(JavaProfile::WebIdentity(token_file)) => {
-                let detail = format!("profile {:?}: role_arn with web_identity_token_file {token_file}", self.profile);
-                let mut e = self.token_file_eval(Provider::WebIdentity, &token_file, detail);
+            Ok(JavaProfile::WebIdentity(token_file, shown)) => {
+                let detail = format!("profile {:?}: role_arn with web_identity_token_file {shown}", self.profile);
+                let mut e = self.token_file_eval(Provider::WebIdentity, &token_file, &shown, detail);
                 e.state.provider = p;
                 e
             }
@@ -1244,14 +1266,15 @@ impl<'a> Ctx<'a> {
             None => Ok(()),
         };
         if p.has("role_arn") && p.has("web_identity_token_file") {
-            return Ok(JavaProfile::WebIdentity(p.get("web_identity_token_file").unwrap_or_default().to_string()));
+            let file = p.get("web_identity_token_file").unwrap_or_default().to_string();
+            return Ok(JavaProfile::WebIdentity(file, p.shown("web_identity_token_file").to_string()));
         }
         if ["sso_role_name", "sso_account_id", "sso_region", "sso_start_url", "sso_session"].iter().any(|k| p.has(k)) {
             require(&["sso_account_id", "sso_role_name"])?;
             match p.get("sso_session") {
                 None => require(&["sso_region", "sso_start_url"])?,
                 Some(s) if !self.files.sso_sessions().contains_key(s) => {
-                    return Err(format!("profile {name:?}: sso-session {s:?} does not exist"));
+                    return Err(format!("profile {name:?}: sso-session {:?} does not exist", p.shown("sso_session")));
                 }
                 Some(_) => {}
             }
@@ -1266,15 +1289,16 @@ impl<'a> Ctx<'a> {
                     }
                     children.push(name.to_string());
                     if !profiles.contains_key(source) {
-                        return Err(format!("source_profile {source:?} of profile {name:?} does not exist"));
+                        return Err(format!("source_profile {:?} of profile {name:?} does not exist", p.shown("source_profile")));
                     }
                     return self.java_v2_kind(profiles, source, children).map(|_| JavaProfile::AssumeRole(format!("profile {source:?}")));
                 }
                 (None, Some(source)) => {
+                    let shown = p.shown("credential_source");
                     return if CREDENTIAL_SOURCES.iter().any(|s| s.eq_ignore_ascii_case(source)) {
-                        Ok(JavaProfile::AssumeRole(format!("credential_source {source}")))
+                        Ok(JavaProfile::AssumeRole(format!("credential_source {shown}")))
                     } else {
-                        Err(format!("profile {name:?}: credential_source {source:?} is not one of {CREDENTIAL_SOURCES:?}"))
+                        Err(format!("profile {name:?}: credential_source {shown:?} is not one of {CREDENTIAL_SOURCES:?}"))
                     };
                 }
                 (None, None) => {}
@@ -1320,9 +1344,13 @@ impl<'a> Ctx<'a> {
         let shown = file.path.display();
         if s.has("role_arn") {
             return match (s.get("source_profile"), s.has("credential_source") || s.has("web_identity_token_file")) {
-                (Some(source), _) if !file.sections.contains_key(source) => {
-                    Eval::skip(p, format!("profile {name:?}: source_profile {source:?} is not in {shown}: the SDK skips the profile"))
-                }
+                (Some(source), _) if !file.sections.contains_key(source) => Eval::skip(
+                    p,
+                    format!(
+                        "profile {name:?}: source_profile {:?} is not in {shown}: the SDK skips the profile",
+                        s.shown("source_profile")
+                    ),
+                ),
                 (Some(source), _) => {
                     Eval::win(p, format!("profile {name:?} in {shown}: assume role from profile {source:?} (needs the sts module)"))
                 }
@@ -1397,7 +1425,7 @@ impl<'a> Ctx<'a> {
         // to the task role's credentials, and a full URI may carry userinfo.
         let mut detail = format!("{source}: {}", redact_uri(&uri));
         let authorization = match env.var("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE") {
-            Some(file) => match self.read_file(file, "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE") {
+            Some(file) => match self.read_file(file, file, "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE") {
                 Ok(token) => Some(Secret::new(token.to_string())),
                 Err(ReadFailure::Missing(why)) => return (Eval::refuse(self.sdk, p, why), None),
                 Err(ReadFailure::Unreadable) => {
@@ -1452,17 +1480,20 @@ impl<'a> Ctx<'a> {
 
 /// What a Java v2 profile configures.
 enum JavaProfile {
-    WebIdentity(String),
+    /// The token file, and how it may be shown.
+    WebIdentity(String, String),
     Sso,
     AssumeRole(String),
     Process,
-    Static { token: bool },
+    Static {
+        token: bool,
+    },
 }
 
 impl JavaProfile {
     fn describe(&self) -> String {
         match self {
-            JavaProfile::WebIdentity(f) => format!("web identity token file {f}"),
+            JavaProfile::WebIdentity(_, shown) => format!("web identity token file {shown}"),
             JavaProfile::Sso => "SSO (needs the sso and ssooidc modules and a valid `aws sso login` cache)".to_string(),
             JavaProfile::AssumeRole(source) => format!("assume role from {source} (needs the sts module)"),
             JavaProfile::Process => "credential_process".to_string(),

@@ -17,20 +17,49 @@
 //! `configparser` was the alternative; it lowercases section names, which
 //! would merge profiles the SDKs keep apart.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io;
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, NaiveDateTime, Utc};
 use zeroize::Zeroizing;
 
-use super::env::{MAX_CONFIG_FILE, Value, read_capped};
+use super::env::Value;
 use super::{ChainError, ErrorReason};
+use crate::fsread::{self, MAX_CONFIG_FILE};
 
-/// Keys that hold secrets (or may: a `credential_process` command line can carry
-/// one); access key ids are hidden too, only their last four characters are shown.
-pub const SECRET_KEYS: [&str; 5] =
-    ["aws_access_key_id", "aws_secret_access_key", "aws_session_token", "aws_security_token", "credential_process"];
+/// The only keys whose values may appear in a report, a page or a log (an
+/// allow-list: a key the exporter does not know, `external_id`, `endpoint_url`
+/// with its userinfo, the nested `s3` block, is never shown). Even these are
+/// hidden when their value runs onto an indented continuation line: Python's
+/// `RawConfigParser` makes `source_profile = base` followed by
+/// `  aws_session_token = ...` one value, secret included. ARNs, account ids
+/// and role names identify but do not authenticate, so they are shown.
+pub const SHOWN_KEYS: [&str; 18] = [
+    "region",
+    "output",
+    "role_arn",
+    "source_profile",
+    "credential_source",
+    "web_identity_token_file",
+    "role_session_name",
+    "mfa_serial",
+    "duration_seconds",
+    "sso_session",
+    "sso_account_id",
+    "sso_role_name",
+    "sso_start_url",
+    "sso_region",
+    "sso_registration_scopes",
+    "x_security_token_expires",
+    "aws_expiration",
+    "expiration",
+];
+
+/// Whether the value of `key` may be shown: an allow-listed key on one line.
+fn shown_value(key: &str, value: &str) -> bool {
+    SHOWN_KEYS.contains(&key) && !value.contains(['\n', '\r'])
+}
 
 /// Keys that credential tools write next to temporary keys to say when they
 /// expire; no SDK reads them, so the exporter is the only one to warn. In order of preference:
@@ -63,15 +92,61 @@ impl Section {
         self.get(key).is_some_and(|v| !v.trim().is_empty())
     }
 
+    /// The value of `key` as it may be printed: the value itself when
+    /// [`SHOWN_KEYS`] allows it, else a note that it is hidden.
+    pub fn shown(&self, key: &str) -> Shown<'_> {
+        match self.values.get(key) {
+            Some(Value::Plain(v)) => Shown::Value(v),
+            Some(Value::Secret(_)) => Shown::Hidden,
+            None => Shown::Value(""),
+        }
+    }
+
     /// Expiry written by a credential tool (see [`EXPIRY_KEYS`]): the key it was
     /// read from and the time, or why the value could not be read.
     pub fn expiry(&self) -> Option<(&'static str, Result<DateTime<Utc>, String>)> {
-        EXPIRY_KEYS.iter().find_map(|key| self.get(key).map(|v| (*key, parse_expiry(v))))
+        EXPIRY_KEYS.iter().find_map(|key| {
+            self.values.get(*key).map(|v| match v {
+                Value::Plain(v) => (*key, parse_expiry(v)),
+                Value::Secret(_) => (*key, Err(format!("not a timestamp ({})", Shown::Hidden))),
+            })
+        })
     }
 
     fn merge_from(&mut self, other: &Section) {
         for (k, v) in &other.values {
             self.values.insert(k.clone(), v.clone());
+        }
+    }
+}
+
+/// A profile value as it may be printed (see [`Section::shown`]); `{:?}` quotes a shown value.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Shown<'a> {
+    /// An allow-listed value on one line.
+    Value(&'a str),
+    /// Any other value.
+    Hidden,
+}
+
+impl Shown<'_> {
+    const HIDDEN: &'static str = "<value not shown: not an allow-listed key, or continued on an indented line>";
+}
+
+impl std::fmt::Display for Shown<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Shown::Value(v) => f.write_str(v),
+            Shown::Hidden => f.write_str(Self::HIDDEN),
+        }
+    }
+}
+
+impl std::fmt::Debug for Shown<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Shown::Value(v) => std::fmt::Debug::fmt(v, f),
+            Shown::Hidden => f.write_str(Self::HIDDEN),
         }
     }
 }
@@ -114,10 +189,10 @@ impl IniFile {
     /// Reads `host_path` (where the exporter finds the file); `Ok(None)` when it
     /// does not exist or is not a file, which every SDK treats as "no profiles".
     pub fn load(host_path: &Path, shown: &Path) -> Result<Option<IniFile>, ChainError> {
-        let text = match read_capped(host_path, MAX_CONFIG_FILE) {
+        let text = match fsread::read(host_path, MAX_CONFIG_FILE) {
             Ok(bytes) => bytes,
             // botocore `raw_config_parse`: `os.path.isfile` false -> ConfigNotFound -> no profiles.
-            Err(e) if matches!(e.kind(), io::ErrorKind::NotFound | io::ErrorKind::IsADirectory | io::ErrorKind::InvalidInput) => {
+            Err(e) if matches!(e.kind(), io::ErrorKind::NotFound | io::ErrorKind::InvalidInput) => {
                 return Ok(None);
             }
             Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
@@ -139,14 +214,21 @@ impl IniFile {
 
     /// Parses INI text; `shown` names the file in errors.
     pub fn parse(text: &str, shown: &Path) -> Result<IniFile, ChainError> {
-        let cleaned = python_lines(text).map_err(|line| {
-            ChainError::new(
+        let (cleaned, continued) = python_lines(text).map_err(|e| match e {
+            LineError::Malformed(line) => ChainError::new(
                 ErrorReason::Malformed,
                 format!(
                     "{} line {line} is not a [section] header, a key = value pair or an indented continuation; botocore and the SDK for Java refuse the file",
                     shown.display()
                 ),
-            )
+            ),
+            LineError::TooMany => ChainError::new(
+                ErrorReason::Malformed,
+                format!(
+                    "{} has more than {MAX_ENTRIES} section headers and keys, more than the exporter reads (real profile files have a few hundred)",
+                    shown.display()
+                ),
+            ),
         })?;
         let options = ini::ParseOption {
             enabled_quote: false,
@@ -172,7 +254,9 @@ impl IniFile {
                     return Err(ChainError::new(ErrorReason::Malformed, format!("{} is not a valid profile file", shown.display())));
                 }
                 let key = key.trim().to_ascii_lowercase();
-                let secret = SECRET_KEYS.contains(&key.as_str());
+                // A continuation is not always visible in the value (`role_arn =` with
+                // nothing after it, then an indented line), so the lines say which keys had one.
+                let secret = !shown_value(&key, &value) || continued.contains(&key);
                 if section.values.insert(key.clone(), Value::new(value, secret)).is_some() {
                     file.duplicates.push(format!("[{name}] {key}"));
                 }
@@ -218,10 +302,14 @@ impl IniFile {
 /// space after a line-ending backslash, which rust-ini would take as joining
 /// the next line (Python has no escapes; trailing spaces are trimmed either way).
 /// Line breaks are `\n`, `\r\n` or `\r` (Python's universal newlines).
-/// Returns the number of the first line Python refuses: neither a header, nor
-/// `key = value`, nor a continuation; also headers whose name holds `]` or `\`
-/// and keys ending in `\`, which rust-ini would misread.
-fn python_lines(text: &str) -> Result<Zeroizing<String>, usize> {
+/// Returns the text and the (lowercased) keys that have a continuation line
+/// somewhere in the file, or the number of the first line Python refuses:
+/// neither a header, nor `key = value`, nor a continuation; also headers whose
+/// name holds `]` or `\` and keys ending in `\`, which rust-ini would misread.
+fn python_lines(text: &str) -> Result<(Zeroizing<String>, BTreeSet<String>), LineError> {
+    let mut entries = 0;
+    let mut continued = BTreeSet::new();
+    let mut key_name = String::new();
     let unified = Zeroizing::new(text.replace("\r\n", "\n"));
     let mut out = Zeroizing::new(String::with_capacity(unified.len() + 64));
     // Indentation of the current key line while its value may continue.
@@ -232,34 +320,54 @@ fn python_lines(text: &str) -> Result<Zeroizing<String>, usize> {
         if stripped.is_empty() || stripped.starts_with(['#', ';']) {
             // Blank and comment lines neither end a value nor add to it (Python's empty_lines_in_values).
         } else if key_indent.is_some_and(|k| indent > k) {
+            continued.insert(key_name.clone());
             out.push(' ');
             out.push_str(stripped);
         } else if stripped.starts_with('[') {
             // SECTCRE `\[(?P<header>.+)\]`: up to the last `]`, the rest of the line ignored.
-            let name = stripped.rfind(']').filter(|&end| end > 1).map(|end| &stripped[1..end]).ok_or(i + 1)?;
+            let name = stripped.rfind(']').filter(|&end| end > 1).map(|end| &stripped[1..end]).ok_or(LineError::Malformed(i + 1))?;
             if name.contains([']', '\\']) {
-                return Err(i + 1);
+                return Err(LineError::Malformed(i + 1));
             }
+            entries += 1;
             out.push('[');
             out.push_str(name);
             out.push(']');
             key_indent = None;
         } else {
             // OPTCRE: the key is everything before the first `=` or `:`, and not empty.
-            let at = stripped.find(['=', ':']).ok_or(i + 1)?;
+            let at = stripped.find(['=', ':']).ok_or(LineError::Malformed(i + 1))?;
             let key = stripped[..at].trim_end();
             if key.is_empty() || key.ends_with('\\') {
-                return Err(i + 1);
+                return Err(LineError::Malformed(i + 1));
             }
+            entries += 1;
+            key_name = key.trim().to_ascii_lowercase();
             out.push_str(stripped);
             key_indent = Some(indent);
+        }
+        if entries > MAX_ENTRIES {
+            return Err(LineError::TooMany);
         }
         if out.ends_with('\\') {
             out.push(' ');
         }
         out.push('\n');
     }
-    Ok(out)
+    Ok((out, continued))
+}
+
+/// Most section headers and keys read from one file: each costs the INI parser
+/// about 600 bytes, so 10,000 keep a file's parse near 8 MiB, where 100,000
+/// empty sections (1 MiB of text) took 60 MiB.
+pub const MAX_ENTRIES: usize = 10_000;
+
+/// Why [`python_lines`] refuses a text.
+enum LineError {
+    /// The number of the first line Python refuses.
+    Malformed(usize),
+    /// More than [`MAX_ENTRIES`] headers and keys.
+    TooMany,
 }
 
 /// `NAME` of a `PREFIX NAME` section header; botocore splits the header with
@@ -443,6 +551,28 @@ mod tests {
         assert_eq!(nested.sections["p"].get("region"), Some("b"));
     }
 
+    /// Issue 12: `source_profile = base` then `  aws_session_token = ...` is one
+    /// value for Python, secret included; no value on a continuation line, and
+    /// no value of a key off the allow-list, is ever shown.
+    #[test]
+    fn continued_and_unlisted_values_are_never_shown() {
+        for key in ["source_profile", "role_arn", "region", "sso_session", "x_security_token_expires", "external_id", "s3"] {
+            let file = parse(&format!("[p]\n{key} = base\n  aws_session_token = {SECRET}\nexternal_id = {SECRET}\noutput = json\n"));
+            let p = &file.sections["p"];
+            assert!(p.get(key).is_some_and(|v| v.contains(SECRET)), "the SDK still sees the whole value of {key}");
+            assert!(matches!(p.values[key], Value::Secret(_)), "{key}");
+            assert_eq!(p.shown(key), Shown::Hidden, "{key}");
+            assert_eq!(p.shown("external_id"), Shown::Hidden, "not on the allow-list");
+            let printed = format!("{file:?} {} {:?} {:?}", p.shown(key), p.shown(key), p.expiry());
+            assert!(!printed.contains(SECRET), "{key}: {printed}");
+        }
+        let empty_first_line = parse(&format!("[p]\nrole_arn =\n  aws_session_token = {SECRET}\n"));
+        assert_eq!(empty_first_line.sections["p"].shown("role_arn"), Shown::Hidden, "no line break left in the value");
+        let plain = parse("[p]\nregion = eu-west-1\nrole_arn = arn:aws:iam::1:role/r\n");
+        assert_eq!(plain.sections["p"].shown("region").to_string(), "eu-west-1");
+        assert_eq!(format!("{:?}", plain.sections["p"].shown("role_arn")), "\"arn:aws:iam::1:role/r\"");
+    }
+
     #[test]
     fn missing_files_are_no_profiles() {
         assert_eq!(IniFile::load(Path::new("/nonexistent/.aws/credentials"), Path::new("~/.aws/credentials")).unwrap(), None);
@@ -480,6 +610,9 @@ mod fuzz {
 
     /// Marks every secret the strategies generate.
     const MARK: &str = "FuzzSecretValue";
+
+    /// Keys that hold secrets.
+    const SECRET_KEYS: [&str; 3] = ["aws_secret_access_key", "aws_session_token", "aws_security_token"];
 
     /// Everything the parse exposes to callers that may print it.
     fn exercise(file: &IniFile) -> String {
@@ -540,12 +673,24 @@ mod fuzz {
         let delimiter = prop_oneof![Just("="), Just(" = "), Just(":"), Just(" : "), Just("\t=\t")];
         let plain = (prop::sample::select(&KEYS[..]).prop_flat_map(any_case), delimiter.clone(), value, "[ \t]{0,1}")
             .prop_map(|(k, d, v, indent)| (format!("{indent}{k}{d}{v}"), None));
-        let secret = (prop::sample::select(&SECRET_KEYS[1..4]).prop_flat_map(any_case), delimiter.clone(), "[A-Za-z0-9/+]{0,20}").prop_map(
+        let secret = (prop::sample::select(&SECRET_KEYS[..]).prop_flat_map(any_case), delimiter.clone(), "[A-Za-z0-9/+]{0,20}").prop_map(
             |(k, d, v)| {
                 let v = format!("{MARK}{v}");
                 (format!("{k}{d}{v}"), Some(v))
             },
         );
+        // A continuation line under any key: one value for Python, never shown.
+        let continued = (
+            prop::sample::select(&KEYS[..]).prop_flat_map(any_case),
+            delimiter.clone(),
+            "[^\r\n]{0,10}",
+            "[ \t]{1,3}",
+            "[A-Za-z0-9/+= ]{0,20}",
+        )
+            .prop_map(|(k, d, v, indent, rest)| {
+                let secret = format!("{MARK}{rest}");
+                (format!("{k}{d}{v}\n{indent}aws_session_token = {secret}"), Some(secret.trim_end().to_string()))
+            });
         // Keys indented alike under a header: two keys for Python, so the secret stays one.
         let indented_pair = ("[ \t]{1,3}", secret.clone(), delimiter).prop_map(|(indent, (secret_line, s), d)| {
             (format!("[profile indented]\n{indent}region{d}eu-west-1\n{indent}{secret_line}"), s)
@@ -555,6 +700,7 @@ mod fuzz {
             4 => plain,
             2 => secret,
             1 => indented_pair,
+            2 => continued,
             1 => "[ \t]{0,2}[#;][^\r\n]{0,20}".prop_map(|c| (c, None)),
             1 => Just((String::new(), None)),
             1 => "[ \t]{1,3}[^\r\n]{0,20}".prop_map(|c| (c, None)),
