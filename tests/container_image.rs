@@ -98,6 +98,9 @@ struct RunLine {
     args: Vec<String>,
 }
 
+/// How long the image's exporter serves, scraped every second, without exiting.
+const SERVE_FOR: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// Parses the README's `podman run`; an option the test does not know fails
 /// it, so the README cannot say more than the test carries out.
 fn parse_run(block: &str) -> RunLine {
@@ -216,6 +219,17 @@ EXP=$!
 wait_for http://127.0.0.1:10169/metrics 'aws_imds_up 1'
 cat page.txt
 echo "uid: $(grep '^Uid:' /proc/$EXP/status)"
+# Served for a minute by the same process (nothing restarts it here: it must not exit).
+end=$(( $(date +%s) + {serve_secs} ))
+scrapes=0
+while [ "$(date +%s)" -lt "$end" ]; do
+  kill -0 $EXP || {{ echo "exporter exited after $scrapes scrapes" >&2; cat exporter.log >&2; exit 1; }}
+  curl -sf --noproxy '*' -m 2 http://127.0.0.1:10169/metrics > minute.txt
+  grep -q '^aws_imds_up 1$' minute.txt || {{ echo "scrape $scrapes: IMDS not up" >&2; cat minute.txt >&2; exit 1; }}
+  scrapes=$((scrapes+1))
+  sleep 1
+done
+echo "minute-scrapes=$scrapes"
 stop $EXP
 set +e
 {container} check {args} > report.txt 2> check.log
@@ -227,6 +241,7 @@ echo "--- logs"; cat exporter.log check.log
 "#,
         image_root = sh_quote(&root.display().to_string()),
         args = args.join(" "),
+        serve_secs = SERVE_FOR.as_secs(),
     );
     let started = Instant::now();
     let out = in_namespaces(&["-n", "-m"], &script, &[]);
@@ -239,6 +254,8 @@ echo "--- logs"; cat exporter.log check.log
     assert!(text.contains("no CA certificates could be loaded"), "{text}");
     assert!(text.contains("\nOK   IMDS reachable"), "{text}");
     assert!(text.contains("configured in /host/etc/chrony/chrony.conf"), "{text}");
+    let scrapes: u32 = text.lines().find_map(|l| l.strip_prefix("minute-scrapes=")).expect("served for a minute").parse().unwrap();
+    assert!(scrapes >= 30, "only {scrapes} scrapes in {SERVE_FOR:?}: {text}");
     let code = text.lines().find_map(|l| l.strip_prefix("check-exit=")).expect("exit code");
     assert!(["0", "1"].contains(&code), "check runs every check, none fails on the healthy instance: exit {code}\n{text}");
 }

@@ -183,7 +183,8 @@ pub fn in_namespaces(unshare: &[&str], script: &str, env: &[(&str, &str)]) -> st
     assert!(unshare.contains(&"-n"), "every namespace script gets its own network");
     let dir = tempfile::tempdir().unwrap();
     let mut cmd = std::process::Command::new("timeout");
-    cmd.args(["-k", "5", "90", "unshare"])
+    // A guard only: the container image test serves for a minute in here.
+    cmd.args(["-k", "5", "150", "unshare"])
         .args(unshare)
         .args(["sh", "-eu", "-c", script])
         .current_dir(dir.path())
