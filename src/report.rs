@@ -387,13 +387,22 @@ fn offset_words(offset: f64) -> String {
     format!("{size} {dir}")
 }
 
+/// How far off the clock is at least: |offset| less the half round trip that
+/// bounds the measurement's error, never below 0.
+fn provable_offset(offset: f64, rtt: f64) -> f64 {
+    (offset.abs() - rtt.max(0.0) / 2.0).max(0.0)
+}
+
 fn clock_checks(s: &Snapshot, out: &mut Vec<Check>) {
     let servers = &s.ntp.report.servers;
     for r in servers {
         let title = format!("clock offset vs {}", r.server);
         let check = match (r.up, &r.sample) {
             (true, Some(x)) => {
-                let a = x.offset_seconds.abs();
+                // The true offset lies within offset ± rtt/2 (RFC 5905): warn only
+                // when the clock is off by more than the threshold whatever the
+                // path's asymmetry, not when a slow round trip makes it possible.
+                let a = provable_offset(x.offset_seconds, x.rtt_seconds);
                 let status = if a >= OFFSET_FAIL_SECONDS {
                     Status::Fail
                 } else if a >= OFFSET_WARN_SECONDS {
@@ -703,6 +712,16 @@ pub fn render_json(r: &Report) -> String {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn an_offset_within_the_half_round_trip_is_not_a_skew() {
+        // A loaded host: 54 ms behind with a 119 ms round trip proves nothing.
+        assert_eq!(provable_offset(-0.054, 0.119), 0.0);
+        assert!((provable_offset(0.2, 0.02) - 0.19).abs() < 1e-9);
+        assert!((provable_offset(-180.0, 0.001) - 179.9995).abs() < 1e-9);
+        assert_eq!(provable_offset(0.01, -1.0), 0.01);
+    }
+
     use super::*;
 
     #[test]
