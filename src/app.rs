@@ -16,7 +16,7 @@ use crate::probe::Prober;
 use crate::server::{self, Exporter};
 use crate::sim::{self, Simulator};
 use crate::webconfig::{WebConfigError, WebConfigFile};
-use crate::{logging, metrics, report};
+use crate::{http, logging, metrics, report};
 
 /// Listen address of `demo` when none is given: loopback only.
 pub const DEMO_LISTEN: &str = "127.0.0.1:10169";
@@ -41,7 +41,14 @@ pub fn exporter(config: &Config) -> Result<Arc<Exporter>, WebConfigError> {
 /// The exporter's shared state around the given probes; reads `--web.config.file`.
 pub fn exporter_with(config: &Config, prober: Prober) -> Result<Arc<Exporter>, WebConfigError> {
     let web_config = config.web_config_file.as_deref().map(WebConfigFile::load).transpose()?.map(Arc::new);
-    Ok(Arc::new(Exporter { prober, telemetry_path: config.telemetry_path.clone(), web_config, page: Default::default() }))
+    let limits = http::Limits { max_connections: config.max_connections, ..http::Limits::default() };
+    Ok(Arc::new(Exporter {
+        prober,
+        telemetry_path: config.telemetry_path.clone(),
+        web_config,
+        page: Default::default(),
+        connections: Arc::new(http::Connections::new(limits)),
+    }))
 }
 
 /// `https` when the web config turns TLS on.

@@ -61,6 +61,9 @@ pub struct ExporterArgs {
     /// Path under which to expose metrics.
     #[arg(long = "web.telemetry-path", default_value = "/metrics", value_name = "PATH")]
     pub telemetry_path: String,
+    /// Most HTTP connections open at once; at the limit a new one closes the oldest idle one, or is refused when all are busy.
+    #[arg(long = "web.max-connections", default_value_t = crate::http::DEFAULT_MAX_CONNECTIONS, value_name = "N")]
+    pub max_connections: usize,
     /// Prometheus web configuration file (exporter-toolkit format) that enables TLS and/or basic authentication; re-read when it changes.
     #[arg(long = "web.config.file", value_name = "PATH")]
     pub web_config_file: Option<PathBuf>,
@@ -201,6 +204,8 @@ pub struct Config {
     pub telemetry_path: String,
     /// `--web.config.file`: TLS and basic authentication (see [`crate::webconfig`]).
     pub web_config_file: Option<PathBuf>,
+    /// `--web.max-connections`.
+    pub max_connections: usize,
     /// IMDS client settings.
     pub imds: ImdsConfig,
     /// Minimum interval between two IMDS probes.
@@ -290,6 +295,9 @@ impl ExporterArgs {
         if !self.telemetry_path.starts_with('/') || self.telemetry_path == "/" {
             return Err(ConfigError::new("--web.telemetry-path", &self.telemetry_path, "must start with '/' and not be '/' itself"));
         }
+        if self.max_connections == 0 {
+            return Err(ConfigError::new("--web.max-connections", "0", "must be at least 1"));
+        }
         let probe_min_interval =
             parse_duration(&self.probe_min_interval).map_err(|r| ConfigError::new("--probe.min-interval", &self.probe_min_interval, r))?;
         // An empty path means no web configuration, as in exporter-toolkit.
@@ -300,6 +308,7 @@ impl ExporterArgs {
             listen,
             telemetry_path: self.telemetry_path.clone(),
             web_config_file,
+            max_connections: self.max_connections,
             imds,
             probe_min_interval,
             ntp: self.resolve_ntp()?,

@@ -153,5 +153,5 @@ async fn the_series_budget_holds() {
     let histogram = m.samples.keys().filter(|k| k.starts_with("aws_imds_request_duration_seconds")).count();
     let process = m.samples.keys().filter(|k| k.starts_with("process_")).count();
     eprintln!("series: {total} ({histogram} IMDS latency histogram, {process} process_*)");
-    assert!(total <= 95, "{total} series per instance (README, Scaling, says 93 with one NTP server and no process target)");
+    assert!(total <= 99, "{total} series per instance (README, Scaling, says 97 with one NTP server and no process target)");
 }
