@@ -94,8 +94,38 @@ pub async fn serve(args: ExporterArgs) -> anyhow::Result<()> {
         open_files_limit,
         "aws-credentials-exporter started"
     );
+    let signals = tokio::spawn(other_signals(exporter.clone()));
     server::run(listener, exporter, shutdown_signal()).await;
+    signals.abort();
     Ok(())
+}
+
+/// SIGHUP re-reads `--web.config.file` (as Prometheus does); SIGUSR1 and
+/// SIGUSR2 are logged and ignored. None of them stops the exporter: their
+/// default action would end it with a status systemd's `Restart=on-failure`
+/// does not restart.
+pub async fn other_signals(exporter: Arc<Exporter>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut hup), Ok(mut usr1), Ok(mut usr2)) =
+        (signal(SignalKind::hangup()), signal(SignalKind::user_defined1()), signal(SignalKind::user_defined2()))
+    else {
+        tracing::warn!("cannot handle SIGHUP, SIGUSR1 and SIGUSR2; they will stop the exporter");
+        return;
+    };
+    loop {
+        tokio::select! {
+            _ = hup.recv() => match exporter.web_config.clone() {
+                Some(web) => {
+                    tracing::info!(file = %web.path().display(), "SIGHUP received; re-reading the web config");
+                    // A file read: off the async workers.
+                    let _ = tokio::task::spawn_blocking(move || web.reload()).await;
+                }
+                None => tracing::info!("SIGHUP received; no --web.config.file to re-read"),
+            },
+            _ = usr1.recv() => tracing::info!("SIGUSR1 received and ignored"),
+            _ = usr2.recv() => tracing::info!("SIGUSR2 received and ignored"),
+        }
+    }
 }
 
 /// `check` logs only warnings unless asked for more: the report is the output.
@@ -177,7 +207,9 @@ pub async fn demo(args: DemoArgs) -> anyhow::Result<i32> {
     let _ = writeln!(out, "Press Ctrl-C to stop.");
     let _ = out.flush();
     drop(out);
+    let signals = tokio::spawn(other_signals(exporter.clone()));
     server::run(listener, exporter, shutdown_signal()).await;
+    signals.abort();
     simulator.stop().await;
     Ok(0)
 }

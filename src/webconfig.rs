@@ -792,6 +792,20 @@ impl WebConfigFile {
         if fingerprint(&watch.files) == watch.fingerprint {
             return;
         }
+        self.reload_locked(&mut watch);
+    }
+
+    /// Re-reads the file now, changed or not (SIGHUP, as Prometheus does).
+    /// Returns whether the file is valid (an invalid one is logged and the last
+    /// valid one stays in force).
+    pub fn reload(&self) -> bool {
+        let mut watch = self.watch.lock().expect("web config watch lock");
+        watch.checked_at = Instant::now();
+        self.reload_locked(&mut watch);
+        self.last_reload_ok.load(Ordering::Relaxed)
+    }
+
+    fn reload_locked(&self, watch: &mut Watch) {
         let r = read(&self.path);
         watch.files = r.files;
         // Remember even an invalid version, so it is reported once, not every second.
