@@ -272,9 +272,15 @@ pub async fn serve_tls<H, Fut, B>(
                         let Some(tls) = tls else {
                             // hyper allocates its buffers (~16 KiB) at once: an idle
                             // connection costs none until its client sends a byte.
-                            if tokio::time::timeout(limits.header_read_timeout, stream.readable()).await.is_err() {
-                                tracing::debug!(%peer, "no request within {:?}; closing the connection", limits.header_read_timeout);
-                                return None;
+                            // (`readable()` is not enough: it reports a fresh socket ready.)
+                            let mut first = [0u8; 1];
+                            match tokio::time::timeout(limits.header_read_timeout, stream.peek(&mut first)).await {
+                                Ok(Ok(1..)) => {}
+                                Ok(_) => return None, // closed before a request
+                                Err(_) => {
+                                    tracing::debug!(%peer, "no request within {:?}; closing the connection", limits.header_read_timeout);
+                                    return None;
+                                }
                             }
                             // Boxed, as the handshake below: the task of an idle connection stays small.
                             return Some(Box::pin(watcher.watch(http1_builder(&limits).serve_connection(timed(stream, &limits), service))).await);
