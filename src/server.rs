@@ -133,14 +133,17 @@ async fn metrics_page(exporter: &Exporter, req: &Request<Incoming>) -> Response<
         }
         (p.text.clone(), if gzip { p.gzip.clone() } else { None })
     };
-    match gz {
+    let mut resp = match gz {
         Some(gz) => {
             let mut resp = response(200, metrics::CONTENT_TYPE, gz);
             resp.headers_mut().insert("content-encoding", "gzip".parse().expect("static header"));
             resp
         }
         None => response(200, metrics::CONTENT_TYPE, text),
-    }
+    };
+    // Both answers depend on Accept-Encoding: caches must not mix them up.
+    resp.headers_mut().insert("vary", "accept-encoding".parse().expect("static header"));
+    resp
 }
 
 fn gzip_bytes(text: &[u8]) -> Option<Bytes> {
