@@ -17,7 +17,7 @@ use crate::probe::Prober;
 use crate::server::{self, Exporter};
 use crate::sim::{self, Simulator};
 use crate::webconfig::{WebConfigError, WebConfigFile};
-use crate::{logging, metrics, report};
+use crate::{http, logging, metrics, report};
 
 /// Listen address of `demo` when none is given: loopback only.
 pub const DEMO_LISTEN: &str = "127.0.0.1:10169";
@@ -46,7 +46,14 @@ pub fn exporter(config: &Config) -> Result<Arc<Exporter>, WebConfigError> {
 /// The exporter's shared state around the given probes; reads `--web.config.file`.
 pub fn exporter_with(config: &Config, prober: Prober) -> Result<Arc<Exporter>, WebConfigError> {
     let web_config = config.web_config_file.as_deref().map(WebConfigFile::load).transpose()?.map(Arc::new);
-    Ok(Arc::new(Exporter { prober, telemetry_path: config.telemetry_path.clone(), web_config, page: Default::default() }))
+    let limits = http::Limits { max_connections: config.max_connections, ..http::Limits::default() };
+    Ok(Arc::new(Exporter {
+        prober,
+        telemetry_path: config.telemetry_path.clone(),
+        web_config,
+        page: Default::default(),
+        connections: Arc::new(http::Connections::new(limits)),
+    }))
 }
 
 /// `https` when the web config turns TLS on.
@@ -93,8 +100,38 @@ pub async fn serve(args: ExporterArgs) -> anyhow::Result<()> {
         open_files_limit,
         "aws-credentials-exporter started"
     );
+    let signals = tokio::spawn(other_signals(exporter.clone()));
     server::run(listener, exporter, shutdown_signal()).await;
+    signals.abort();
     Ok(())
+}
+
+/// SIGHUP re-reads `--web.config.file` (as Prometheus does); SIGUSR1 and
+/// SIGUSR2 are logged and ignored. None of them stops the exporter: their
+/// default action would end it with a status systemd's `Restart=on-failure`
+/// does not restart.
+pub async fn other_signals(exporter: Arc<Exporter>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut hup), Ok(mut usr1), Ok(mut usr2)) =
+        (signal(SignalKind::hangup()), signal(SignalKind::user_defined1()), signal(SignalKind::user_defined2()))
+    else {
+        tracing::warn!("cannot handle SIGHUP, SIGUSR1 and SIGUSR2; they will stop the exporter");
+        return;
+    };
+    loop {
+        tokio::select! {
+            _ = hup.recv() => match exporter.web_config.clone() {
+                Some(web) => {
+                    tracing::info!(file = %web.path().display(), "SIGHUP received; re-reading the web config");
+                    // A file read: off the async workers.
+                    let _ = tokio::task::spawn_blocking(move || web.reload()).await;
+                }
+                None => tracing::info!("SIGHUP received; no --web.config.file to re-read"),
+            },
+            _ = usr1.recv() => tracing::info!("SIGUSR1 received and ignored"),
+            _ = usr2.recv() => tracing::info!("SIGUSR2 received and ignored"),
+        }
+    }
 }
 
 /// `check` logs only warnings unless asked for more: the report is the output.
@@ -176,7 +213,9 @@ pub async fn demo(args: DemoArgs) -> anyhow::Result<i32> {
     let _ = writeln!(out, "Press Ctrl-C to stop.");
     let _ = out.flush();
     drop(out);
+    let signals = tokio::spawn(other_signals(exporter.clone()));
     server::run(listener, exporter, shutdown_signal()).await;
+    signals.abort();
     simulator.stop().await;
     Ok(0)
 }

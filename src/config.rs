@@ -46,7 +46,7 @@ pub enum Command {
     /// Serve metrics (the default).
     Serve(ExporterArgs),
     /// Run every troubleshooting check once, print the findings and exit
-    /// (0 all OK, 1 warnings, 2 failures).
+    /// (0 all OK, 1 warnings, 2 failures, 64 usage or configuration error).
     Check(CheckArgs),
     /// Run a simulated EC2 instance on loopback and the exporter pointed at it.
     Demo(DemoArgs),
@@ -64,6 +64,9 @@ pub struct ExporterArgs {
     /// Path under which to expose metrics.
     #[arg(long = "web.telemetry-path", default_value = "/metrics", value_name = "PATH")]
     pub telemetry_path: String,
+    /// Most HTTP connections open at once; at the limit a new one closes the oldest idle one, or is refused when all are busy.
+    #[arg(long = "web.max-connections", default_value_t = crate::http::DEFAULT_MAX_CONNECTIONS, value_name = "N")]
+    pub max_connections: usize,
     /// Prometheus web configuration file (exporter-toolkit format) that enables TLS and/or basic authentication; re-read when it changes.
     #[arg(long = "web.config.file", value_name = "PATH")]
     pub web_config_file: Option<PathBuf>,
@@ -207,6 +210,8 @@ pub struct Config {
     pub telemetry_path: String,
     /// `--web.config.file`: TLS and basic authentication (see [`crate::webconfig`]).
     pub web_config_file: Option<PathBuf>,
+    /// `--web.max-connections`.
+    pub max_connections: usize,
     /// IMDS client settings.
     pub imds: ImdsConfig,
     /// Minimum interval between two IMDS probes.
@@ -252,6 +257,9 @@ impl ConfigError {
     }
 }
 
+/// Paths the exporter serves itself, which `--web.telemetry-path` would shadow.
+pub const RESERVED_PATHS: &[&str] = &["/check.json", "/-/healthy", "/-/ready"];
+
 /// Default listen address of the exporter (registered in Prometheus' default port allocations range).
 pub const DEFAULT_LISTEN: &str = ":10169";
 
@@ -263,7 +271,10 @@ pub const AMAZON_TIME_SYNC_IPV6: &str = "[fd00:ec2::123]:123";
 /// `HOST:PORT`, `[V6]:PORT`, or a bare host or address (port 123).
 fn parse_ntp_server(value: &str) -> Result<String, String> {
     let v = value.trim();
-    if v.parse::<SocketAddr>().is_ok() {
+    if let Ok(addr) = v.parse::<SocketAddr>() {
+        if addr.port() == 0 {
+            return Err("port 0 is not a port a server answers on; expected HOST:PORT with PORT 1-65535".into());
+        }
         return Ok(v.to_string());
     }
     if let Ok(ip) = v.trim_start_matches('[').trim_end_matches(']').parse::<std::net::IpAddr>() {
@@ -298,6 +309,16 @@ impl ExporterArgs {
         if !self.telemetry_path.starts_with('/') || self.telemetry_path == "/" {
             return Err(ConfigError::new("--web.telemetry-path", &self.telemetry_path, "must start with '/' and not be '/' itself"));
         }
+        if RESERVED_PATHS.contains(&self.telemetry_path.as_str()) {
+            return Err(ConfigError::new(
+                "--web.telemetry-path",
+                &self.telemetry_path,
+                format!("is one of the exporter's own pages ({}); choose another path", RESERVED_PATHS.join(", ")),
+            ));
+        }
+        if self.max_connections == 0 {
+            return Err(ConfigError::new("--web.max-connections", "0", "must be at least 1"));
+        }
         let probe_min_interval =
             parse_duration(&self.probe_min_interval).map_err(|r| ConfigError::new("--probe.min-interval", &self.probe_min_interval, r))?;
         // An empty path means no web configuration, as in exporter-toolkit.
@@ -317,6 +338,7 @@ impl ExporterArgs {
             listen,
             telemetry_path: self.telemetry_path.clone(),
             web_config_file,
+            max_connections: self.max_connections,
             imds,
             probe_min_interval,
             ntp: self.resolve_ntp()?,
@@ -379,7 +401,7 @@ impl ExporterArgs {
             },
         };
         let endpoint = match pick("--imds.endpoint", &self.imds_endpoint, "AWS_EC2_METADATA_SERVICE_ENDPOINT", env) {
-            Some(e) => parse_endpoint(&e.value).map_err(|r| ConfigError::new(e.name, &e.value, r))?,
+            Some(e) => parse_endpoint(&e.value).map_err(|r| ConfigError::new(e.name, &redact_url(&e.value), r))?,
             None => parse_endpoint(mode_endpoint).expect("built-in endpoints are valid"),
         };
         let timeout = match pick("--imds.timeout", &self.imds_timeout, "AWS_METADATA_SERVICE_TIMEOUT", env) {
@@ -431,7 +453,24 @@ fn parse_endpoint(value: &str) -> Result<Url, String> {
     if url.query().is_some() || url.fragment().is_some() || url.path() != "/" {
         return Err("expected a base URL without path, query or fragment".into());
     }
+    // IMDS takes no HTTP credentials: refused, so that none reaches a log line or an error.
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err("credentials in the URL are not supported (IMDS takes none); remove user:password@".into());
+    }
+    if url.port() == Some(0) {
+        return Err("port 0 is not a port a server answers on".into());
+    }
     Ok(url)
+}
+
+/// `value` with any `user:password@` of a URL replaced by `***@`, for messages.
+pub fn redact_url(value: &str) -> String {
+    let Some(scheme_end) = value.find("://").map(|i| i + 3) else { return value.to_string() };
+    let authority_end = value[scheme_end..].find(['/', '?', '#']).map_or(value.len(), |i| scheme_end + i);
+    match value[scheme_end..authority_end].rfind('@') {
+        Some(at) => format!("{}***@{}", &value[..scheme_end], &value[scheme_end + at + 1..]),
+        None => value.to_string(),
+    }
 }
 
 /// `:PORT` (every interface, as Go's net.Listen), `HOST:PORT` or `[V6]:PORT`.
@@ -565,12 +604,33 @@ mod tests {
             (&["--probe.min-interval", "5 parsecs"], &[], "--probe.min-interval"),
             (&["--web.telemetry-path", "metrics"], &[], "--web.telemetry-path"),
             (&["--path.rootfs", "/nonexistent/host"], &[], "--path.rootfs"),
+            (&["--web.telemetry-path", "/-/healthy"], &[], "--web.telemetry-path"),
+            (&["--web.telemetry-path", "/check.json"], &[], "--web.telemetry-path"),
+            (&["--web.telemetry-path", "/-/ready"], &[], "--web.telemetry-path"),
+            (&["--ntp.server", "127.0.0.1:0"], &[], "--ntp.server"),
+            (&["--ntp.server", "[::1]:0"], &[], "--ntp.server"),
+            (&["--imds.endpoint", "http://127.0.0.1:0"], &[], "--imds.endpoint"),
+            (&["--web.max-connections", "0"], &[], "--web.max-connections"),
         ];
         for (flags, env, name) in cases {
             let err = resolve(flags, env).expect_err(name);
             assert_eq!(err.source_name, *name, "{err}");
             assert!(err.to_string().contains(name), "{err}");
         }
+    }
+
+    #[test]
+    fn credentials_in_the_imds_endpoint_are_refused_and_never_shown() {
+        for value in ["http://user:hunter2@127.0.0.1:1338", "http://hunter2@127.0.0.1", "https://u:hunter2@[::1]:8/"] {
+            let err = resolve(&["--imds.endpoint", value], &[]).expect_err(value);
+            assert!(!err.to_string().contains("hunter2"), "{err}");
+            assert!(err.to_string().contains("***@"), "{err}");
+            let err = resolve(&[], &[("AWS_EC2_METADATA_SERVICE_ENDPOINT", value)]).expect_err(value);
+            assert!(!err.to_string().contains("hunter2"), "{err}");
+        }
+        assert_eq!(redact_url("http://127.0.0.1:1338"), "http://127.0.0.1:1338");
+        assert_eq!(redact_url("not a url @ all"), "not a url @ all");
+        assert_eq!(redact_url("http://a:b@h/p@q"), "http://***@h/p@q");
     }
 
     #[test]

@@ -9,6 +9,7 @@ use chrono::{DateTime, Utc};
 use std::collections::BTreeMap;
 
 use crate::chain::{ChainObservation, ErrorReason, Provider, TargetReport};
+use crate::http::ConnectionStats;
 use crate::imds::stats::V1_FALLBACK_REASONS;
 use crate::imds::{Endpoint, Protocol};
 use crate::ntp::{KISS_CODES, NtpSample};
@@ -148,6 +149,27 @@ pub fn render_web_config(status: &WebConfigStatus) -> String {
         "aws_credentials_exporter_web_config_last_reload_successful",
         "Whether the last reading of --web.config.file was valid. 0: the file (or a certificate it names) changed and is invalid; the last valid configuration stays in force.",
         [(vec![], if status.last_reload_successful { 1.0 } else { 0.0 })],
+    );
+    encode(&f.0)
+}
+
+/// The HTTP server's connections (`--web.max-connections`, write timeout).
+pub fn render_connections(s: &ConnectionStats) -> String {
+    let mut f = Families::default();
+    f.gauge(
+        "aws_credentials_exporter_http_connections",
+        "HTTP connections open now (at most --web.max-connections).",
+        [(vec![], s.open as f64)],
+    );
+    f.counter(
+        "aws_credentials_exporter_http_connections_rejected_total",
+        "HTTP connections refused at once because --web.max-connections were open and every one was running a request.",
+        [(vec![], s.rejected as f64)],
+    );
+    f.counter(
+        "aws_credentials_exporter_http_connections_closed_total",
+        "HTTP connections the server closed early: reason=\"evicted\" the oldest idle one, to admit a new one at --web.max-connections; reason=\"write_timeout\" the client stopped reading (no write progress for 5s).",
+        [(vec![("reason", "evicted")], s.evicted as f64), (vec![("reason", "write_timeout")], s.write_timeouts as f64)],
     );
     encode(&f.0)
 }

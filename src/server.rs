@@ -13,7 +13,7 @@ use hyper::header::{AUTHORIZATION, HeaderValue, WWW_AUTHENTICATE};
 use hyper::{Method, Request, Response};
 use tokio::net::TcpListener;
 
-use crate::http::{TlsConfigSource, response, serve_tls};
+use crate::http::{Connections, TlsConfigSource, response, serve_tls};
 use crate::probe::Prober;
 use crate::webconfig::{REALM, WebConfigFile};
 use crate::{metrics, report};
@@ -34,6 +34,8 @@ pub struct Exporter {
     pub web_config: Option<Arc<WebConfigFile>>,
     /// The last rendered metrics page (see [`PAGE_REUSE`]).
     pub page: std::sync::Mutex<Option<Page>>,
+    /// Open connections, their limits and counters.
+    pub connections: Arc<Connections>,
 }
 
 /// How long a rendered metrics page is served again while no probe has run:
@@ -60,7 +62,8 @@ pub async fn run(listener: TcpListener, exporter: Arc<Exporter>, shutdown: impl 
         .clone()
         .filter(|w| w.tls_enabled())
         .map(|w| -> TlsConfigSource { Arc::new(move || w.current().tls().cloned()) });
-    serve_tls(listener, tls, move |req| handle(exporter.clone(), req), shutdown).await
+    let connections = exporter.connections.clone();
+    serve_tls(listener, tls, connections, move |req| handle(exporter.clone(), req), shutdown).await
 }
 
 async fn handle(exporter: Arc<Exporter>, req: Request<Incoming>) -> Response<Full<Bytes>> {
@@ -121,6 +124,7 @@ async fn metrics_page(exporter: &Exporter, req: &Request<Incoming>) -> Response<
             if let Some(s) = &web_status {
                 body.push_str(&metrics::render_web_config(s));
             }
+            body.push_str(&metrics::render_connections(&exporter.connections.stats()));
             *page = Some(Page { snapshot, web_ok, rendered_at: Instant::now(), text: Bytes::from(body), gzip: None });
         }
         let p = page.as_mut().expect("rendered above");
@@ -129,14 +133,17 @@ async fn metrics_page(exporter: &Exporter, req: &Request<Incoming>) -> Response<
         }
         (p.text.clone(), if gzip { p.gzip.clone() } else { None })
     };
-    match gz {
+    let mut resp = match gz {
         Some(gz) => {
             let mut resp = response(200, metrics::CONTENT_TYPE, gz);
             resp.headers_mut().insert("content-encoding", "gzip".parse().expect("static header"));
             resp
         }
         None => response(200, metrics::CONTENT_TYPE, text),
-    }
+    };
+    // Both answers depend on Accept-Encoding: caches must not mix them up.
+    resp.headers_mut().insert("vary", "accept-encoding".parse().expect("static header"));
+    resp
 }
 
 fn gzip_bytes(text: &[u8]) -> Option<Bytes> {

@@ -47,6 +47,15 @@ pub const REALM: &str = "aws-credentials-exporter";
 /// cost a bcrypt each time (exporter-toolkit caches them too).
 const AUTH_CACHE_CAPACITY: usize = 64;
 
+/// Failed verifications remembered (kept apart from the successes, so that a
+/// flood of wrong passwords cannot push a valid user's entry out): the same
+/// wrong password sent again costs no bcrypt.
+const AUTH_FAILURE_CACHE_CAPACITY: usize = 1024;
+
+/// Verifications waiting at most; live requests are fewer (one per open
+/// connection, `--web.max-connections`), abandoned ones are purged first.
+const AUTH_MAX_WAITING: usize = 1024;
+
 /// Costs bcrypt accepts (the crate's limits; Go's x/crypto/bcrypt has the same).
 const BCRYPT_COSTS: std::ops::RangeInclusive<u32> = 4..=31;
 
@@ -459,11 +468,105 @@ pub struct BasicAuth {
     /// Checked for unknown user names, so that they cost as much as a known
     /// one (no user enumeration by timing): the costliest configured hash.
     decoy: Secret,
-    /// Keyed hashes of recently verified (user, hash, password) triples.
-    cache: Mutex<HashSet<[u8; 32]>>,
     cache_key: hmac::Key,
-    /// One bcrypt at a time: it is CPU-bound (exporter-toolkit's `bcryptMtx`).
-    bcrypt: tokio::sync::Mutex<()>,
+    /// Runs the bcrypt verifications, one at a time, and remembers their results.
+    verifier: Arc<Verifier>,
+}
+
+/// One bcrypt verification at a time (it is CPU-bound; exporter-toolkit's
+/// `bcryptMtx`), on one blocking thread that runs until nothing waits: a
+/// verification started always finishes and its result is remembered, even
+/// when its request went away, and a cancelled request can neither free the
+/// slot early nor start a second verification.
+///
+/// The newest waiting request runs next (LIFO): a valid user who arrives
+/// during a flood of wrong passwords waits for at most the verification in
+/// progress, not for the whole queue; flooding clients that wait for their
+/// answers re-enter only as fast as verifications complete. A request
+/// abandoned before its turn is skipped. What an attacker can still do: with
+/// more new wrong passwords per second than bcrypt verifies, from many
+/// connections that do not wait for answers, delay a *first* login (cached
+/// logins, every scrape after the first, are unaffected).
+#[derive(Default)]
+struct Verifier {
+    state: Mutex<VerifierState>,
+}
+
+#[derive(Default)]
+struct VerifierState {
+    /// Whether the blocking thread is running.
+    running: bool,
+    /// Newest last.
+    waiting: Vec<Job>,
+    /// Keyed hashes of (user, hash, password) triples: verified ...
+    succeeded: HashSet<[u8; 32]>,
+    /// ... and refused (bcrypt gives the same answer for the same triple).
+    failed: HashSet<[u8; 32]>,
+}
+
+struct Job {
+    key: [u8; 32],
+    password: SecretBytes,
+    hash: Secret,
+    /// False for an unknown user (checked against the decoy: never admitted).
+    known: bool,
+    reply: tokio::sync::oneshot::Sender<bool>,
+}
+
+impl VerifierState {
+    fn cached(&self, key: &[u8; 32]) -> Option<bool> {
+        if self.succeeded.contains(key) {
+            Some(true)
+        } else if self.failed.contains(key) {
+            Some(false)
+        } else {
+            None
+        }
+    }
+
+    fn remember(&mut self, key: [u8; 32], ok: bool) {
+        let (set, capacity) = if ok { (&mut self.succeeded, AUTH_CACHE_CAPACITY) } else { (&mut self.failed, AUTH_FAILURE_CACHE_CAPACITY) };
+        if set.len() >= capacity {
+            set.clear();
+        }
+        set.insert(key);
+    }
+}
+
+impl Verifier {
+    fn lock(&self) -> std::sync::MutexGuard<'_, VerifierState> {
+        self.state.lock().expect("auth verifier lock")
+    }
+
+    /// The blocking thread: verifies the newest waiting job until none is left.
+    fn run(&self) {
+        loop {
+            let job = {
+                let mut state = self.lock();
+                loop {
+                    let Some(job) = state.waiting.pop() else {
+                        state.running = false;
+                        return;
+                    };
+                    if job.reply.is_closed() {
+                        continue; // its request went away before its turn
+                    }
+                    // The same credentials may have been verified since it was queued.
+                    match state.cached(&job.key) {
+                        Some(ok) => {
+                            let _ = job.reply.send(ok);
+                        }
+                        None => break job,
+                    }
+                }
+            };
+            // Verified for unknown users too: they must cost as much as known ones.
+            let verified = bcrypt::verify(&*job.password, job.hash.expose()).unwrap_or(false);
+            let ok = verified && job.known;
+            self.lock().remember(job.key, ok);
+            let _ = job.reply.send(ok);
+        }
+    }
 }
 
 struct User {
@@ -496,7 +599,7 @@ impl BasicAuth {
         let decoy = decoy.map(|(_, h)| h).expect("called with at least one user");
         let rng = ring::rand::SystemRandom::new();
         let cache_key = hmac::Key::generate(hmac::HMAC_SHA256, &rng).map_err(|_| bad("basic_auth_users", "no randomness available"))?;
-        Ok(BasicAuth { users: out, decoy, cache: Mutex::new(HashSet::new()), cache_key, bcrypt: tokio::sync::Mutex::new(()) })
+        Ok(BasicAuth { users: out, decoy, cache_key, verifier: Arc::default() })
     }
 
     /// The hash of `user`, comparing against every configured name without
@@ -532,22 +635,27 @@ impl BasicAuth {
             None => (self.decoy.clone(), false),
         };
         let key = self.cache_key(&user, hash.expose(), &password);
-        if known && self.cache.lock().expect("auth cache lock").contains(&key) {
-            return true;
-        }
-        let verified = {
-            let _one_at_a_time = self.bcrypt.lock().await;
-            tokio::task::spawn_blocking(move || bcrypt::verify(&*password, hash.expose()).unwrap_or(false)).await.unwrap_or(false)
-        };
-        let ok = verified && known;
-        if ok {
-            let mut cache = self.cache.lock().expect("auth cache lock");
-            if cache.len() >= AUTH_CACHE_CAPACITY {
-                cache.clear();
+        let reply = {
+            let mut state = self.verifier.lock();
+            if let Some(ok) = state.cached(&key) {
+                return ok;
             }
-            cache.insert(key);
-        }
-        ok
+            if state.waiting.len() >= AUTH_MAX_WAITING {
+                state.waiting.retain(|j| !j.reply.is_closed());
+                if state.waiting.len() >= AUTH_MAX_WAITING {
+                    state.waiting.remove(0); // the oldest is refused
+                }
+            }
+            let (reply, answer) = tokio::sync::oneshot::channel();
+            state.waiting.push(Job { key, password, hash, known, reply });
+            if !state.running {
+                state.running = true;
+                let verifier = self.verifier.clone();
+                tokio::task::spawn_blocking(move || verifier.run());
+            }
+            answer
+        };
+        reply.await.unwrap_or(false)
     }
 }
 
@@ -687,6 +795,20 @@ impl WebConfigFile {
         if fingerprint(&watch.files) == watch.fingerprint {
             return;
         }
+        self.reload_locked(&mut watch);
+    }
+
+    /// Re-reads the file now, changed or not (SIGHUP, as Prometheus does).
+    /// Returns whether the file is valid (an invalid one is logged and the last
+    /// valid one stays in force).
+    pub fn reload(&self) -> bool {
+        let mut watch = self.watch.lock().expect("web config watch lock");
+        watch.checked_at = Instant::now();
+        self.reload_locked(&mut watch);
+        self.last_reload_ok.load(Ordering::Relaxed)
+    }
+
+    fn reload_locked(&self, watch: &mut Watch) {
         let r = read(&self.path);
         watch.files = r.files;
         // Remember even an invalid version, so it is reported once, not every second.
@@ -787,18 +909,45 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn basic_auth_checks_users_and_caches_only_successes() {
+    async fn basic_auth_checks_users_and_remembers_results() {
         let users = BTreeMap::from([("alice".to_string(), Secret::new(hash("right"))), ("bob".to_string(), Secret::new(hash("other")))]);
         let auth = BasicAuth::new(users).unwrap();
         assert!(!auth.check(None).await);
         assert!(!auth.check(Some(&header("alice", "wrong"))).await);
         assert!(!auth.check(Some(&header("mallory", "right"))).await, "unknown user");
         assert!(!auth.check(Some(&header("bob", "right"))).await, "another user's password");
-        assert!(auth.cache.lock().unwrap().is_empty(), "failures are not cached");
+        assert!(auth.verifier.lock().succeeded.is_empty());
+        assert_eq!(auth.verifier.lock().failed.len(), 3, "failures are remembered too");
         assert!(auth.check(Some(&header("alice", "right"))).await);
         assert!(auth.check(Some(&header("alice", "right"))).await);
-        assert_eq!(auth.cache.lock().unwrap().len(), 1);
+        assert_eq!(auth.verifier.lock().succeeded.len(), 1);
         assert!(!auth.check(Some(&header("alice", "wrong"))).await, "a cached success does not admit another password");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_verification_whose_request_went_away_finishes_alone_and_is_remembered() {
+        let users = BTreeMap::from([("alice".to_string(), Secret::new(bcrypt::hash("right", 10).unwrap()))]);
+        let auth = Arc::new(BasicAuth::new(users).unwrap());
+        let wait = |what: &'static str, done: &dyn Fn(&VerifierState) -> bool| {
+            let until = Instant::now() + Duration::from_secs(30);
+            while !done(&auth.verifier.lock()) {
+                assert!(Instant::now() < until, "timed out waiting until {what}");
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        };
+        let a = auth.clone();
+        let first = tokio::spawn(async move { a.check(Some(&header("alice", "right"))).await });
+        wait("the first verification runs", &|s| s.running && s.waiting.is_empty());
+        first.abort();
+        // Requests that give up while it runs: queued, then skipped, never verified.
+        for i in 0..20 {
+            let _ = tokio::time::timeout(Duration::from_millis(1), auth.check(Some(&header("alice", &format!("wrong{i}"))))).await;
+        }
+        wait("the verifier is done", &|s| !s.running);
+        let state = auth.verifier.lock();
+        assert_eq!(state.succeeded.len(), 1, "the verification whose request went away finished and was remembered");
+        assert!(state.failed.is_empty(), "abandoned requests were verified: {}", state.failed.len());
+        assert!(state.waiting.is_empty());
     }
 
     #[test]

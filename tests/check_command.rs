@@ -237,3 +237,31 @@ fn colour_only_on_a_terminal() {
         .unwrap();
     assert!(!String::from_utf8_lossy(&no_color.stdout).contains('\x1b'), "NO_COLOR is honoured");
 }
+
+/// Usage and configuration errors exit 64 (EX_USAGE) from every subcommand,
+/// never 1 or 2 (`check`'s warnings and failures); the message names the flag
+/// and shows no credential. Each fails before any probe or listener starts.
+#[test]
+fn usage_and_configuration_errors_exit_64() {
+    let cases: &[(&[&str], &str)] = &[
+        (&["check", "--no-such-flag"], "--no-such-flag"),
+        (&["check", "--output", "xml"], "--output"),
+        (&["check", "--imds.timeout", "soon"], "--imds.timeout"),
+        (&["demo", "--check", "--ntp.samples", "0"], "--ntp.samples"),
+        (&["serve", "--web.telemetry-path", "/-/healthy"], "--web.telemetry-path"),
+        (&["--web.telemetry-path", "/check.json"], "--web.telemetry-path"),
+        (&["serve", "--ntp.server", "127.0.0.1:0"], "--ntp.server"),
+        (&["serve", "--web.max-connections", "0"], "--web.max-connections"),
+        (&["serve", "--imds.endpoint", "http://user:hunter2@127.0.0.1:9"], "--imds.endpoint"),
+        (&["serve", "--web.config.file", "/nonexistent/web.yml"], "--web.config.file"),
+    ];
+    for (args, names) in cases {
+        let out = Command::new(BIN).args(*args).env_clear().output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(64), "{args:?}: {stderr}");
+        assert!(stderr.contains(names), "{args:?}: {stderr}");
+        assert!(!stderr.contains("hunter2"), "{args:?}: {stderr}");
+    }
+    let help = Command::new(BIN).args(["check", "--help"]).output().unwrap();
+    assert_eq!(help.status.code(), Some(0));
+}

@@ -341,6 +341,7 @@ async fn a_web_config_turning_into_a_fifo_or_growing_keeps_the_last_valid_one() 
     replace(Some(users("one")));
     let sim = common::sim(ImdsSpec::default()).await;
     let r = common::exporter_on(&sim, &["--web.config.file", path.to_str().unwrap()]).await;
+    aws_credentials_exporter::imds::install_tls_provider();
     let c = reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(5)).build().unwrap();
     let url = r.url("/metrics");
     let get = |password: &'static str| {
