@@ -9,11 +9,15 @@ closest to what this exporter does for the clock.
 
 Measures, as ratios against the peer in the same run:
   - scrape throughput and latency with wrk (64 connections)
-  - RSS after 10 000 scrapes
+  - RSS after 10 000 scrapes (/proc/PID/smaps_rollup: file-backed and anonymous)
   - start-up to first successful scrape (ms)
   - stripped release binary size
   - IMDS requests per hour at a 15 s scrape interval and at 1 scrape/s
     (counted by the simulator), against botocore's 3 requests per fetch
+
+Full mode checks the footprint goals and exits 1 when one is missed: stripped
+release binary <= 8 MB, RSS after 10 000 scrapes <= 1/3 of node_exporter's,
+throughput >= 10x. Short mode (a debug build in CI) prints them without asserting.
 
 Usage: benches/scrape.py [--short]   (--short: seconds instead of tens of seconds, for CI)
 Needs: wrk, prometheus-node-exporter (Debian), a release build (built if missing)
@@ -40,10 +44,27 @@ RATE_SECONDS = 4 if SHORT else 60        # scraping at 1/s
 SLOW_SECONDS = 16 if SHORT else 120      # scraping every 15 s
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def listen_port(pid, proc):
+    """The TCP port `pid` listens on, read from /proc: children bind port 0."""
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"process exited early: {proc.args}")
+        inodes = set()
+        for fd in os.listdir(f"/proc/{pid}/fd"):
+            try:
+                link = os.readlink(f"/proc/{pid}/fd/{fd}")
+            except OSError:
+                continue
+            if link.startswith("socket:["):
+                inodes.add(link[8:-1])
+        with open(f"/proc/{pid}/net/tcp") as f:
+            for line in f.readlines()[1:]:
+                field = line.split()
+                if field[3] == "0A" and field[9] in inodes:  # 0A: LISTEN
+                    return int(field[1].rsplit(":", 1)[1], 16)
+        time.sleep(0.002)
+    raise SystemExit(f"no listening socket: {proc.args}")
 
 
 def env():
@@ -79,21 +100,29 @@ def wait_up(port, proc, needle=b""):
     raise SystemExit(f"not up: {proc.args}")
 
 
-def rss_kib(pid):
-    with open(f"/proc/{pid}/status") as f:
+def smaps(pid):
+    """/proc/PID/smaps_rollup in KiB: Rss, Anonymous (heap, stacks), and the rest."""
+    out = {}
+    with open(f"/proc/{pid}/smaps_rollup") as f:
         for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
+            word = line.split()
+            if len(word) == 3 and word[2] == "kB":
+                out[word[0].rstrip(":")] = int(word[1])
+    return out
+
+
+def rss_kib(pid):
+    return smaps(pid)["Rss"]
 
 
 def anon_kib(pid):
     """Private anonymous memory (heap, stacks): RSS minus the mapped binary and libraries."""
-    with open(f"/proc/{pid}/smaps_rollup") as f:
-        for line in f:
-            if line.startswith("Anonymous:"):
-                return int(line.split()[1])
-    return 0
+    return smaps(pid)["Anonymous"]
+
+
+def threads(pid):
+    with open(f"/proc/{pid}/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("Threads:"))
 
 
 def wrk(port):
@@ -154,21 +183,22 @@ def main():
         imds, ntp = addrs["imds"], addrs["ntp"]
         imds_port = int(imds.rsplit(":", 1)[1])
 
-        def exporter(port, probe="3600s", ntp_interval="3600s"):
+        def exporter(probe="3600s", ntp_interval="3600s"):
             t0 = time.monotonic()
-            p = start([BIN, "--web.listen-address", f"127.0.0.1:{port}", "--imds.endpoint", imds, "--ntp.server", ntp,
+            p = start([BIN, "--web.listen-address", "127.0.0.1:0", "--imds.endpoint", imds, "--ntp.server", ntp,
                        "--probe.min-interval", probe, "--ntp.min-interval", ntp_interval, "--log.level", "warn"], log)
             procs.append(p)
+            port = listen_port(p.pid, p)
             wait_up(port, p, b"aws_imds_up 1")
-            return p, (time.monotonic() - t0) * 1000
+            return p, port, (time.monotonic() - t0) * 1000
 
-        ours_port, node_port = free_port(), free_port()
         # The exporter's default probe intervals: between probes it serves cached data.
-        ours, ours_start = exporter(ours_port, probe="5s", ntp_interval="15s")
+        ours, ours_port, ours_start = exporter(probe="5s", ntp_interval="15s")
         t0 = time.monotonic()
         node = start(["prometheus-node-exporter", "--collector.disable-defaults", "--collector.timex", "--collector.time",
-                      f"--web.listen-address=127.0.0.1:{node_port}"], log)
+                      "--web.listen-address=127.0.0.1:0"], log)
         procs.append(node)
+        node_port = listen_port(node.pid, node)
         wait_up(node_port, node, b"node_time_seconds")
         node_start = (time.monotonic() - t0) * 1000
 
@@ -177,6 +207,8 @@ def main():
         scrape_n(node_port, SCRAPES)
         rss1 = {"ours": rss_kib(ours.pid), "node": rss_kib(node.pid)}
         anon1 = {"ours": anon_kib(ours.pid), "node": anon_kib(node.pid)}
+        smaps1 = {"ours": smaps(ours.pid), "node": smaps(node.pid)}
+        threads1 = {"ours": threads(ours.pid), "node": threads(node.pid)}
         _, c0 = get(imds_port, "/sim/counters")
         t0 = time.monotonic()
         w_ours = wrk(ours_port)
@@ -192,8 +224,7 @@ def main():
 
         # IMDS load: default probe interval (5 s), scraped at 1/s and every 15 s.
         def imds_requests(scrape_every, seconds):
-            port = free_port()
-            p, _ = exporter(port, probe="5s", ntp_interval="15s")
+            p, port, _ = exporter(probe="5s", ntp_interval="15s")
             # Steady state: the first probe (token, role, iam/info) is behind us.
             _, before = get(imds_port, "/sim/counters")
             before = json.loads(before)
@@ -244,6 +275,24 @@ def main():
     assert storm_docs <= storm_seconds / 5 + 1, f"{storm_docs} IMDS documents in {storm_seconds:.1f} s"
     assert storm_ntp <= storm_seconds / 15 + 1, f"{storm_ntp} NTP requests in {storm_seconds:.1f} s"
     assert rss2["ours"] < 64 * 1024, f"RSS {rss2['ours']} KiB after the storm"
+
+    # The footprint goals (issue 10), on a release build only: the debug build
+    # of CI's short run is neither small nor fast.
+    for who in ("ours", "node"):
+        m = smaps1[who]
+        print(f"{who}: after {SCRAPES} scrapes Rss {m['Rss']} KiB = file-backed {m['Rss'] - m['Anonymous']} KiB "
+              f"(binary and libraries) + anonymous {m['Anonymous']} KiB (heap, stacks); {threads1[who]} threads")
+    goals = [
+        ("stripped release binary <= 8 MB", size is not None and size <= 8_000_000, f"{size} bytes"),
+        (f"RSS after {SCRAPES} scrapes <= 1/3 of node_exporter's", rss1["ours"] * 3 <= rss1["node"],
+         f"{rss1['ours']} KiB / {rss1['node']} KiB = {ratio(rss1['ours'], rss1['node']):.3f}"),
+        ("throughput >= 10x node_exporter's", w_ours["rps"] >= 10 * w_node["rps"],
+         f"{w_ours['rps']:.0f} / {w_node['rps']:.0f} scrapes/s = {ratio(w_ours['rps'], w_node['rps']):.1f}x"),
+    ]
+    for name, ok, figure in goals:
+        print(f"goal {'met   ' if ok else 'MISSED'}: {name}: {figure}" + (" (short mode, debug build: not asserted)" if SHORT else ""))
+    if not SHORT and not all(ok for _, ok, _ in goals):
+        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@
 pub mod document;
 pub mod stats;
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -568,54 +568,61 @@ fn sensitive(secret: &Secret) -> reqwest::header::HeaderValue {
 /// The HTTP client of the credential endpoints (IMDS, container credentials).
 /// IMDS and the ECS/EKS container endpoints are plain HTTP and need no CA
 /// certificates; only an `https` endpoint (a custom `--imds.endpoint` or
-/// `AWS_CONTAINER_CREDENTIALS_FULL_URI`) does. So a machine without a root
-/// store (a `FROM scratch` image, a root without `/etc/ssl`) gets a client
-/// that serves plain HTTP and refuses `https` per request, with the reason.
+/// `AWS_CONTAINER_CREDENTIALS_FULL_URI`) does. Loading the system's roots
+/// costs about 500 KiB of heap, so plain HTTP goes through a client with an
+/// empty root store, and the roots are loaded on the first `https` request.
+/// A machine without a root store (a `FROM scratch` image, a root without
+/// `/etc/ssl`) then refuses `https` per request, with the reason.
+/// Clones share both clients.
 #[derive(Debug, Clone)]
 pub struct HttpClient {
-    client: reqwest::Client,
-    /// Why no CA certificates could be loaded, when they could not.
-    no_tls_roots: Option<String>,
+    connect_timeout: Duration,
+    /// Plain HTTP: an empty root store, so building it reads nothing from the machine.
+    plain: reqwest::Client,
+    /// `https`: the system's roots, or why none could be loaded; built once, on first use.
+    tls: Arc<OnceLock<Result<reqwest::Client, String>>>,
 }
 
 impl HttpClient {
     /// A client that never uses a proxy and never follows a redirect.
     pub fn new(connect_timeout: Duration) -> Self {
         install_tls_provider();
-        let builder = || {
-            reqwest::Client::builder()
-                // Java SDKs open IMDS connections with Proxy.NO_PROXY: a proxy can
-                // neither reach the link-local address nor be trusted with the token.
-                .no_proxy()
-                .redirect(reqwest::redirect::Policy::none())
-                .connect_timeout(connect_timeout)
-                .pool_max_idle_per_host(1)
-                .user_agent(concat!("aws-credentials-exporter/", env!("CARGO_PKG_VERSION")))
-        };
-        // The platform verifier loads the system's CA certificates (SSL_CERT_FILE,
-        // SSL_CERT_DIR, /etc/ssl/certs, ...) and fails the build when there are none.
-        match builder().build() {
-            Ok(client) => Self { client, no_tls_roots: None },
-            Err(e) => {
+        let plain = Self::builder(connect_timeout).tls_certs_only([]).build().expect("a client with an empty root store builds");
+        Self { connect_timeout, plain, tls: Arc::default() }
+    }
+
+    fn builder(connect_timeout: Duration) -> reqwest::ClientBuilder {
+        reqwest::Client::builder()
+            // Java SDKs open IMDS connections with Proxy.NO_PROXY: a proxy can
+            // neither reach the link-local address nor be trusted with the token.
+            .no_proxy()
+            .redirect(reqwest::redirect::Policy::none())
+            .connect_timeout(connect_timeout)
+            .pool_max_idle_per_host(1)
+            .user_agent(concat!("aws-credentials-exporter/", env!("CARGO_PKG_VERSION")))
+    }
+
+    /// The `https` client, built on first use: the platform verifier loads the
+    /// system's CA certificates (SSL_CERT_FILE, SSL_CERT_DIR, /etc/ssl/certs, ...)
+    /// and fails the build when there are none, which is logged once.
+    fn tls(&self) -> &Result<reqwest::Client, String> {
+        self.tls.get_or_init(|| {
+            Self::builder(self.connect_timeout).build().map_err(|e| {
                 let reason = error_chain(&e);
-                tracing::warn!(
-                    error = %reason,
-                    "no CA certificates could be loaded: https credential endpoints will fail, plain-HTTP IMDS and container endpoints work"
-                );
-                // An empty root store reads nothing from the machine: the only
-                // system-dependent step of the build above is gone, so this one
-                // cannot fail the way it did.
-                let client = builder().tls_certs_only([]).build().expect("a client with an empty root store builds");
-                Self { client, no_tls_roots: Some(reason) }
-            }
-        }
+                tracing::warn!(error = %reason, "no CA certificates could be loaded: https credential endpoints fail, plain-HTTP IMDS and container endpoints work");
+                reason
+            })
+        })
     }
 
     /// A request to `url`, or why `https` cannot be used on this machine.
     fn request(&self, method: Method, url: reqwest::Url, endpoint: &'static str) -> Result<reqwest::RequestBuilder, ImdsError> {
-        match &self.no_tls_roots {
-            Some(reason) if url.scheme() == "https" => Err(ImdsError::NoTlsRoots { endpoint, detail: reason.clone() }),
-            _ => Ok(self.client.request(method, url)),
+        if url.scheme() != "https" {
+            return Ok(self.plain.request(method, url));
+        }
+        match self.tls() {
+            Ok(client) => Ok(client.request(method, url)),
+            Err(reason) => Err(ImdsError::NoTlsRoots { endpoint, detail: reason.clone() }),
         }
     }
 }
