@@ -88,6 +88,7 @@ pub async fn serve(args: ExporterArgs) -> anyhow::Result<()> {
     // Before listening: an invalid web config must not leave an open port behind.
     let exporter = exporter(&config)?;
     let listener = bind(&config).await?;
+    let signals = other_signals(exporter.clone());
     tracing::info!(
         version = metrics::VERSION,
         revision = metrics::REVISION,
@@ -100,7 +101,6 @@ pub async fn serve(args: ExporterArgs) -> anyhow::Result<()> {
         open_files_limit,
         "aws-credentials-exporter started"
     );
-    let signals = tokio::spawn(other_signals(exporter.clone()));
     server::run(listener, exporter, shutdown_signal()).await;
     signals.abort();
     Ok(())
@@ -110,28 +110,32 @@ pub async fn serve(args: ExporterArgs) -> anyhow::Result<()> {
 /// SIGUSR2 are logged and ignored. None of them stops the exporter: their
 /// default action would end it with a status systemd's `Restart=on-failure`
 /// does not restart.
-pub async fn other_signals(exporter: Arc<Exporter>) {
+/// The handlers are installed before this returns (before the exporter says
+/// it started), so no early signal meets the default action.
+pub fn other_signals(exporter: Arc<Exporter>) -> tokio::task::JoinHandle<()> {
     use tokio::signal::unix::{SignalKind, signal};
     let (Ok(mut hup), Ok(mut usr1), Ok(mut usr2)) =
         (signal(SignalKind::hangup()), signal(SignalKind::user_defined1()), signal(SignalKind::user_defined2()))
     else {
         tracing::warn!("cannot handle SIGHUP, SIGUSR1 and SIGUSR2; they will stop the exporter");
-        return;
+        return tokio::spawn(async {});
     };
-    loop {
-        tokio::select! {
-            _ = hup.recv() => match exporter.web_config.clone() {
-                Some(web) => {
-                    tracing::info!(file = %web.path().display(), "SIGHUP received; re-reading the web config");
-                    // A file read: off the async workers.
-                    let _ = tokio::task::spawn_blocking(move || web.reload()).await;
-                }
-                None => tracing::info!("SIGHUP received; no --web.config.file to re-read"),
-            },
-            _ = usr1.recv() => tracing::info!("SIGUSR1 received and ignored"),
-            _ = usr2.recv() => tracing::info!("SIGUSR2 received and ignored"),
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = hup.recv() => match exporter.web_config.clone() {
+                    Some(web) => {
+                        tracing::info!(file = %web.path().display(), "SIGHUP received; re-reading the web config");
+                        // A file read: off the async workers.
+                        let _ = tokio::task::spawn_blocking(move || web.reload()).await;
+                    }
+                    None => tracing::info!("SIGHUP received; no --web.config.file to re-read"),
+                },
+                _ = usr1.recv() => tracing::info!("SIGUSR1 received and ignored"),
+                _ = usr2.recv() => tracing::info!("SIGUSR2 received and ignored"),
+            }
         }
-    }
+    })
 }
 
 /// `check` logs only warnings unless asked for more: the report is the output.
@@ -203,6 +207,7 @@ pub async fn demo(args: DemoArgs) -> anyhow::Result<i32> {
     };
     let addr = listener.local_addr()?;
     let scheme = scheme(&exporter);
+    let signals = other_signals(exporter.clone());
     // A closed stdout (piped into `head`) must not stop the demo: ignore write errors.
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "aws-credentials-exporter demo, scenario {:?}: {}", scenario.name, scenario.description);
@@ -213,7 +218,6 @@ pub async fn demo(args: DemoArgs) -> anyhow::Result<i32> {
     let _ = writeln!(out, "Press Ctrl-C to stop.");
     let _ = out.flush();
     drop(out);
-    let signals = tokio::spawn(other_signals(exporter.clone()));
     server::run(listener, exporter, shutdown_signal()).await;
     signals.abort();
     simulator.stop().await;

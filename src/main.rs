@@ -38,8 +38,9 @@ fn main() {
                     Some(Command::Simulate(args)) => app::simulate(args).await.map(|()| 0),
                 }
             });
-            // Let the runtime finish its blocking tasks before exiting.
-            drop(runtime);
+            // Let the runtime finish its blocking tasks, but not forever: a chain
+            // read stuck on a hung file system must not stop SIGTERM from ending it.
+            runtime.shutdown_timeout(std::time::Duration::from_secs(5));
             match result {
                 Ok(code) => code,
                 Err(e) => {

@@ -62,3 +62,17 @@ async fn sighup_rereads_the_web_config_and_other_signals_do_not_stop_the_exporte
     proc.assert_running();
     proc.stop();
 }
+
+/// Regression: the handlers were installed after the exporter announced its
+/// address, so a SIGHUP sent on that announcement could still end it (exit 129).
+#[tokio::test]
+async fn a_sighup_sent_as_soon_as_the_address_is_announced_does_not_stop_the_exporter() {
+    let dir = tempfile::tempdir().unwrap();
+    let args: Vec<String> = ["demo", "--web.listen-address", "127.0.0.1:0"].iter().map(|s| s.to_string()).collect();
+    let mut proc = Proc::spawn("exporter", dir.path(), BIN, &args);
+    wait_log(&mut proc, "metrics:").await;
+    kill(proc.pid(), "HUP");
+    wait_log(&mut proc, "SIGHUP received; no --web.config.file to re-read").await;
+    proc.assert_running();
+    proc.stop();
+}

@@ -262,7 +262,6 @@ pub fn resolve_in_root(root: &Path, path: &Path) -> io::Result<PathBuf> {
     let mut pending: std::collections::VecDeque<Component<'_>> = path.components().collect();
     let mut resolved: Vec<std::ffi::OsString> = Vec::new();
     let mut links = 0;
-    let mut walking = true;
     // Link targets are owned; their components join the queue as owned strings.
     let mut owned: std::collections::VecDeque<std::ffi::OsString> = std::collections::VecDeque::new();
     loop {
@@ -283,11 +282,9 @@ pub fn resolve_in_root(root: &Path, path: &Path) -> io::Result<PathBuf> {
             continue;
         }
         let candidate: PathBuf = root.join(resolved.iter().collect::<PathBuf>()).join(&next);
-        let meta = if walking { fs::symlink_metadata(&candidate).ok() } else { None };
-        if meta.is_none() {
-            // Absent (or not examinable): nothing below it can be a link the kernel would follow.
-            walking = false;
-        }
+        // Every component is examined, an absent one's successors too: after
+        // `absent/..` the walk is back in a directory where links exist.
+        let meta = fs::symlink_metadata(&candidate).ok();
         let link = match meta {
             Some(m) if m.file_type().is_symlink() => Some(fs::read_link(&candidate)?),
             _ => None,
@@ -578,6 +575,9 @@ mod tests {
             ("/home/app/inside/x", "srv/real/x"),
             ("/home/app/inside/../x", "srv/x"),
             ("/missing/../../x", "x"),
+            // Regression: an absent component once stopped link checks for the rest of the path.
+            ("/nope/../home/app/abs/x", "outside/x"),
+            ("/nope/../home/app/inside/x", "srv/real/x"),
         ];
         for (path, want) in cases {
             assert_eq!(resolve_in_root(&root, Path::new(path)).unwrap(), root.join(want), "{path}");
